@@ -1,0 +1,55 @@
+"""Reading `num` from a submission (form field or JSON), refusing all but a whole number."""
+
+import json
+import re
+from urllib.parse import parse_qs
+
+from services.api.errors import ApiError
+
+_ASCII_WHOLE_NUMBER = re.compile(r"^[0-9]{1,20}$")
+MAX_BODY_BYTES = 16 * 1024
+
+
+def parse_num(body: bytes, content_type: str, max_num: int) -> int:
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, f"request body too large: at most {MAX_BODY_BYTES} bytes")
+    return validate_num(_raw_num(body, media_type(content_type)), max_num)
+
+
+def media_type(content_type: str) -> str:
+    return content_type.split(";")[0].strip().lower()
+
+
+def validate_num(raw: object, max_num: int) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise ApiError(422, "num must be a whole number, like 12")
+    text = str(raw).strip()
+    if not _ASCII_WHOLE_NUMBER.fullmatch(text):
+        raise ApiError(422, f"num must be a whole number from 1 to {max_num}")
+    num = int(text)
+    if not 1 <= num <= max_num:
+        raise ApiError(422, f"num must be a whole number from 1 to {max_num}, got {text}")
+    return num
+
+
+def _raw_num(body: bytes, kind: str) -> object:
+    if kind == "application/json":
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, 'body is not valid JSON; send {"num": 12}') from None
+        if not isinstance(document, dict) or "num" not in document:
+            raise ApiError(422, 'num is required: send {"num": 12}')
+        return document["num"]
+    if kind in ("application/x-www-form-urlencoded", ""):
+        try:
+            fields = parse_qs(body.decode("utf-8"), strict_parsing=False)
+        except UnicodeDecodeError:
+            raise ApiError(400, "form body is not valid UTF-8") from None
+        values = fields.get("num")
+        if not values:
+            raise ApiError(422, "num is required: send num=12 as a form field")
+        if len(values) > 1:
+            raise ApiError(422, "num was given more than once")
+        return values[0]
+    raise ApiError(415, 'send num as a form field (num=12) or as JSON ({"num": 12})')

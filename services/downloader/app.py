@@ -1,0 +1,57 @@
+"""Serves a finished job's digits as a zip, read from the projected view."""
+
+import hashlib
+from collections.abc import Iterator
+
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
+
+from services.api.errors import ApiError, install_error_handlers
+from services.api.jobs import find_job
+from services.downloader.zipstream import zip_single_file
+from services.shared.view import ViewReader
+
+_PIECE = 1 << 20
+
+
+def _text_pieces(view: ViewReader, num: int) -> Iterator[bytes]:
+    yield b"3."
+    for digits in view.iter_digits(num):
+        for start in range(0, len(digits), _PIECE):
+            yield digits[start : start + _PIECE].encode("ascii")
+
+
+def _sha256(view: ViewReader, num: int) -> str:
+    digest = hashlib.sha256()
+    for piece in _text_pieces(view, num):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+def create_app(view: ViewReader) -> FastAPI:
+    app = FastAPI(title="pi-jobs downloader")
+    install_error_handlers(app)
+
+    @app.get("/download_pi_job/{job_id}")
+    def download(job_id: str) -> StreamingResponse:
+        job = find_job(job_id, view).as_seen_with(view.stored_digits())
+        if job.status != "complete":
+            raise ApiError(404, f"job {job_id} is not complete (status: {job.status})")
+        sha256 = _sha256(view, job.num)
+        return StreamingResponse(
+            zip_single_file(f"digits_of_pi_{job_id}.txt", _text_pieces(view, job.num)),
+            media_type="application/zip",
+            headers={
+                "Content-Disposition": f'attachment; filename="digits_of_pi_{job_id}.zip"',
+                "ETag": f'"{sha256}"',
+                "X-Content-SHA256": sha256,
+                # The digits of pi never change: a finished job's zip is immutable.
+                "Cache-Control": "public, max-age=31536000, immutable",
+            },
+        )
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, bool]:
+        return {"success": True}
+
+    return app

@@ -1,0 +1,39 @@
+"""A zip of one text file, produced piece by piece so memory stays flat whatever its size."""
+
+import zipfile
+from collections.abc import Iterable, Iterator
+
+
+class _Sink:
+    """A write-only, unseekable file: zipfile then writes sizes in data descriptors."""
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+        self._written = 0
+
+    def write(self, data: bytes) -> int:
+        self._pending += data
+        self._written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = bytes(self._pending)
+        self._pending.clear()
+        return data
+
+
+def zip_single_file(name: str, pieces: Iterable[bytes]) -> Iterator[bytes]:
+    sink = _Sink()
+    archive = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED)  # type: ignore[call-overload]
+    with archive, archive.open(name, "w", force_zip64=True) as member:
+        for piece in pieces:
+            member.write(piece)
+            if chunk := sink.take():
+                yield chunk
+    yield sink.take()

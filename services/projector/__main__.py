@@ -1,0 +1,76 @@
+"""Projector: consumes every event and keeps the status view and the stored digits up to date."""
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from services.projector.handler import LogRecord, project_batch
+from services.shared.kafka import connect_with_retry, ensure_topics
+from services.shared.logs import configure_logging
+from services.shared.runtime import run_until_stopped
+from services.shared.settings import KafkaSettings, ViewSettings
+from services.shared.sqlite_view import SqliteView
+from services.shared.view import ViewStore
+
+log = logging.getLogger("projector")
+
+
+class _ResumeFromView(ConsumerRebalanceListener):  # type: ignore[misc]
+    """The view, not Kafka's committed offsets, says where to resume: they commit together."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, store: ViewStore) -> None:
+        self._consumer = consumer
+        self._store = store
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        positions = self._store.positions()
+        for tp in assigned:
+            self._consumer.seek(tp, positions.get((tp.topic, tp.partition), 0))
+        log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
+
+
+async def run(kafka: KafkaSettings, store: ViewStore) -> None:
+    await connect_with_retry(lambda: ensure_topics(kafka), "projector")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.kafka_bootstrap_servers,
+        group_id=kafka.group_id("projector"),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await connect_with_retry(consumer.start, "projector")
+    consumer.subscribe(
+        [kafka.events_topic, kafka.digits_topic], listener=_ResumeFromView(consumer, store)
+    )
+    log.info("projector started")
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
+            records = [
+                LogRecord(r.topic, r.partition, r.offset, r.value)
+                for batch in batches.values()
+                for r in batch
+            ]
+            if not records:
+                continue
+            await asyncio.to_thread(project_batch, store, records, kafka.digits_topic)
+            # Kafka's copy of the offsets is only for lag monitoring; the view holds the truth.
+            with contextlib.suppress(KafkaError):
+                await consumer.commit({tp: b[-1].offset + 1 for tp, b in batches.items()})
+    finally:
+        await consumer.stop()
+
+
+def main() -> None:
+    configure_logging("projector")
+    store = SqliteView(ViewSettings().pi_jobs_view_db)
+    run_until_stopped(run(KafkaSettings(), store))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Kafka plumbing shared by the services: topics, a durable producer, connecting with retries."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from services.shared.events import Event, encode
+from services.shared.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+_TOPIC_ALREADY_EXISTS = 36
+_T = TypeVar("_T")
+
+
+async def connect_with_retry(
+    connect: Callable[[], Awaitable[_T]], what: str, deadline_seconds: float | None = None
+) -> _T:
+    """Retry `connect` with backoff while the broker is unreachable (it may still be starting)."""
+    loop = asyncio.get_running_loop()
+    give_up_at = None if deadline_seconds is None else loop.time() + deadline_seconds
+    backoff = 0.2
+    while True:
+        try:
+            return await connect()
+        except (KafkaConnectionError, KafkaError, OSError) as error:
+            if give_up_at is not None and loop.time() + backoff > give_up_at:
+                raise
+            log.warning("waiting for kafka", extra={"component": what, "error": repr(error)})
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+async def ensure_topics(settings: KafkaSettings) -> None:
+    """Create the topics if missing. Idempotent, so every service may call it at start."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        topics = [
+            # The system of record: job events are kept forever.
+            NewTopic(
+                settings.events_topic,
+                num_partitions=settings.pi_jobs_event_partitions,
+                replication_factor=1,
+                topic_configs={"retention.ms": "-1", "retention.bytes": "-1"},
+            ),
+            # Digit chunks, keyed by chunk index: compaction keeps the latest (longest) of each.
+            # One partition, so the last record tells how long the stored prefix is.
+            NewTopic(
+                settings.digits_topic,
+                num_partitions=1,
+                replication_factor=1,
+                topic_configs={"cleanup.policy": "compact", "max.message.bytes": "2097152"},
+            ),
+        ]
+        response = await admin.create_topics(topics)
+        for name, code, *rest in response.topic_errors:
+            if code not in (0, _TOPIC_ALREADY_EXISTS):
+                raise KafkaError(f"cannot create topic {name}: error {code} {rest}")
+    finally:
+        await admin.close()
+
+
+def durable_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
+    """A producer whose acknowledged writes survive: acks from all in-sync replicas, idempotent."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 0,
+        "max_request_size": 2 * 1024 * 1024,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+async def publish(
+    producer: AIOKafkaProducer, topic: str, key: str, event: Event
+) -> tuple[int, int]:
+    """Publish and wait for the broker's acknowledgement; returns (partition, offset)."""
+    metadata = await producer.send_and_wait(topic, value=encode(event), key=key.encode())
+    return metadata.partition, metadata.offset

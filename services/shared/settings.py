@@ -1,0 +1,52 @@
+"""Settings from the environment, one class per concern; each service takes what it needs."""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Topic names get this prefix, so several deployments (or test runs) can share one broker.
+    pi_jobs_topic_prefix: str = "pi-jobs"
+    pi_jobs_event_partitions: int = Field(default=6, ge=1)
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.pi_jobs_topic_prefix}.events"
+
+    @property
+    def digits_topic(self) -> str:
+        return f"{self.pi_jobs_topic_prefix}.digits"
+
+    def group_id(self, role: str) -> str:
+        return f"{self.pi_jobs_topic_prefix}.{role}"
+
+
+class ViewSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    pi_jobs_view_db: Path = REPO_ROOT / "var" / "view.sqlite3"
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    pi_jobs_host: str = "127.0.0.1"
+    pi_jobs_port: int = 3000
+    pi_jobs_max_num: int = Field(default=10_000_000, ge=1)
+    pi_jobs_downloader_url: str = "http://127.0.0.1:3002"
+    # How long a POST waits for the view to show the new job (read-your-writes).
+    pi_jobs_projection_wait_seconds: float = 5.0
+
+
+class DownloaderSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    pi_jobs_downloader_host: str = "127.0.0.1"
+    pi_jobs_downloader_port: int = 3002

@@ -1,0 +1,66 @@
+"""The status view: what the projector builds from the log and the API and downloader read."""
+
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from services.shared.events import DigitsStored
+
+JobStatus = Literal["queued", "in_progress", "complete", "failed"]
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({"complete", "failed"})
+
+# (topic, partition) -> the next offset to read there.
+Positions = Mapping[tuple[str, int], int]
+
+
+class JobView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    num: int
+    status: JobStatus
+    requested_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    worker: str | None = None
+    digits_source: str | None = None
+    compute_seconds: float | None = None
+    error: str | None = None
+
+    def as_seen_with(self, stored_digits: int) -> "JobView":
+        """A job is complete to readers only once its digits are in the view too.
+
+        Digits and job events travel on different topics, so the projector may see a job's
+        JobCompleted before the digit chunks it needs.
+        """
+        if self.status == "complete" and stored_digits < self.num:
+            return self.model_copy(update={"status": "in_progress"})
+        return self
+
+
+class ViewReader(Protocol):
+    def get_job(self, job_id: str) -> JobView | None: ...
+
+    def stored_digits(self) -> int:
+        """How many leading decimals of pi the view holds."""
+        ...
+
+    def iter_digits(self, count: int) -> Iterator[str]:
+        """The first `count` decimals, in pieces; count must not exceed stored_digits()."""
+        ...
+
+    def position(self, topic: str, partition: int) -> int: ...
+
+
+class ViewStore(ViewReader, Protocol):
+    def positions(self) -> dict[tuple[str, int], int]: ...
+
+    def load_jobs(self, job_ids: Iterable[str]) -> dict[str, JobView]: ...
+
+    def commit(
+        self, jobs: Iterable[JobView], chunks: Iterable[DigitsStored], positions: Positions
+    ) -> None:
+        """Write the changed jobs, digit chunks and the new read positions in one transaction."""
+        ...
