@@ -1,0 +1,86 @@
+"""The four services as real processes on this machine: used by `make run` and the e2e tests."""
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from subprocess import Popen
+
+from deploy.processes import spawn, stop
+
+SERVICES = ("projector", "calculator", "downloader", "api")
+
+
+@dataclass
+class LocalStack:
+    bootstrap_servers: str
+    data_dir: Path
+    api_port: int = 3000
+    downloader_port: int = 3002
+    topic_prefix: str = "pi-jobs"
+    # None: the services write to this terminal; else one log file per service in data_dir/logs.
+    log_to_files: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "PI_JOBS_TOPIC_PREFIX": self.topic_prefix,
+            "PI_JOBS_VIEW_DB": str(self.data_dir / "view.sqlite3"),
+            "PI_JOBS_PORT": str(self.api_port),
+            "PI_JOBS_DOWNLOADER_PORT": str(self.downloader_port),
+            "PI_JOBS_DOWNLOADER_URL": f"http://127.0.0.1:{self.downloader_port}",
+            **self.extra_env,
+        }
+
+    def log_path(self, service: str) -> Path:
+        return self.data_dir / "logs" / f"{service}.log"
+
+    def start(self, *services: str) -> None:
+        for service in services or SERVICES:
+            log = self.log_path(service) if self.log_to_files else None
+            command = [sys.executable, "-m", f"services.{service}"]
+            self.processes[service] = spawn(command, self.env(), log)
+
+    def stop(self, *services: str) -> None:
+        # The API first, so nothing new is accepted while the rest shut down.
+        for service in services or tuple(reversed(SERVICES)):
+            process = self.processes.pop(service, None)
+            if process is not None:
+                stop(process)
+
+    def kill(self, service: str) -> None:
+        """SIGKILL: a crash, with no chance to clean up."""
+        process = self.processes.pop(service)
+        process.kill()
+        process.wait()
+
+    def readiness(self) -> tuple[bool, str]:
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=5) as response:
+                return response.status == 200, "ready"
+        except urllib.error.HTTPError as error:
+            return False, json.loads(error.read() or b"{}").get("error", str(error))
+        except (urllib.error.URLError, OSError) as error:
+            return False, str(error)
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {process.returncode}")
+            ready, why = self.readiness()
+            if ready:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"services not ready after {timeout:.0f} s: {why}")
+            time.sleep(0.1)
