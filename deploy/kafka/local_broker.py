@@ -1,0 +1,357 @@
+"""A single-node Apache Kafka broker (KRaft, broker+controller) run from Maven jars.
+
+    python -m deploy.kafka.local_broker fetch   # download the jars (once, then cached)
+    python -m deploy.kafka.local_broker run [--data-dir DIR] [--port 9092] [--controller-port 9093]
+
+Needs Java 17+ and Maven; stdlib only on the Python side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+POM = HERE / "pom.xml"
+LOG4J_CONFIG = HERE / "log4j2.properties"
+LIBS = HERE / "libs"
+MARKER = LIBS / ".complete"  # holds the pom's hash once copy-dependencies has succeeded
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be started, or did not become ready."""
+
+
+def _java() -> str:
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home, "bin", "java")) if home else shutil.which("java")
+    hint = "Java 17+ is required: install a JDK (e.g. apt-get install openjdk-17-jre-headless)"
+    if not java or not Path(java).exists():
+        raise SystemExit(f"{hint} (JAVA_HOME={home} has no bin/java)" if home else hint)
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if not match:
+        raise SystemExit(f"{hint} (cannot read the version of {java})")
+    major = int(match[1]) if match[1] != "1" else int(match[2] or 0)  # "1.8.0" is Java 8
+    if major < 17:
+        raise SystemExit(f"{hint} (found Java {major} at {java})")
+    return java
+
+
+def ensure_jars() -> Path:
+    """Copy Kafka and its runtime dependencies into libs/ with Maven, unless already done."""
+    LIBS.mkdir(exist_ok=True)
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()
+    with (LIBS / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test runs share libs/
+        if MARKER.exists() and MARKER.read_text().strip() == digest:
+            return LIBS
+        mvn = shutil.which("mvn")
+        if not mvn:
+            raise SystemExit(
+                "Maven is required to fetch the Kafka jars: install it (e.g. apt-get install maven)"
+            )
+        _java()
+        MARKER.unlink(missing_ok=True)
+        for jar in LIBS.glob("*.jar"):  # no stale versions left on the classpath
+            jar.unlink()
+        # outputDirectory must be absolute: Maven resolves a relative one against the pom's dir.
+        cmd = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+               "-DincludeScope=runtime", f"-DoutputDirectory={LIBS}"]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"fetching Kafka jars failed:\n{done.stdout}{done.stderr}")
+        MARKER.write_text(digest + "\n")
+    return LIBS
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the JVM does
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise BrokerError(f"port {port} on {host} is already in use ({e.strerror})") from e
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --- readiness probe over the Kafka protocol -------------------------------------------------
+
+
+def _str(s: str) -> bytes:
+    data = s.encode()
+    return struct.pack(">h", len(data)) + data
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("broker closed the connection")
+        buf += chunk
+    return buf
+
+
+def probe_create_topic(host: str, port: int, timeout: float = 5.0) -> int:
+    """Send CreateTopics v4 with validate_only=true; return the topic's error code.
+
+    0 means the controller accepted a replication-factor-1 topic, i.e. a broker is
+    registered, unfenced and serving: what a client needs to create topics and produce.
+    """
+    body = (
+        struct.pack(">i", 1)  # topics
+        + _str("local-broker-readiness-probe")
+        + struct.pack(">ihii", 1, 1, 0, 0)  # partitions, replication, no assignments/configs
+        + struct.pack(">ib", int(timeout * 1000), 1)  # timeout_ms, validate_only
+    )
+    header = struct.pack(">hhi", 19, 4, 1) + _str("local-broker-probe")  # CreateTopics v4
+    request = header + body
+    with socket.create_connection((host, port), timeout=timeout + 1) as sock:
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        resp = _recv_exact(sock, size)
+    # correlation_id, throttle_time_ms, topics count, name (int16 length + bytes), error_code
+    _, _, count, name_len = struct.unpack_from(">iiih", resp)
+    if count != 1:
+        raise ConnectionError(f"unexpected CreateTopics response with {count} topics")
+    (error_code,) = struct.unpack_from(">h", resp, 14 + name_len)
+    return int(error_code)
+
+
+_READY_CODES = {0, 36}  # NONE, TOPIC_ALREADY_EXISTS
+
+
+# --- the broker ------------------------------------------------------------------------------
+
+
+@dataclass
+class LocalBroker:
+    data_dir: Path
+    port: int
+    controller_port: int
+    host: str = "127.0.0.1"
+    heap: str = "512m"
+    log_to_stdout: bool = False
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def _properties(self) -> str:
+        h = self.host
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            # static quorum: survives a change of controller port between restarts
+            "controller.quorum.voters": f"1@{h}:{self.controller_port}",
+            "listeners": f"PLAINTEXT://{h}:{self.port},CONTROLLER://{h}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{h}:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str((self.data_dir / "data").resolve()),
+            "num.partitions": "1",
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+        }
+        return "".join(f"{k}={v}\n" for k, v in settings.items())
+
+    def _cluster_id(self) -> str:
+        path = self.data_dir / "cluster.id"
+        if not path.exists():
+            path.write_text(base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode() + "\n")
+        return path.read_text().strip()
+
+    def _java_cmd(self, java: str, main: str, *args: str) -> list[str]:
+        return [
+            java,
+            f"-Xmx{self.heap}",
+            f"-Xms{self.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={self.log_dir.resolve()}",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            f"-Dlocal.kafka.console.level={'WARN' if self.log_to_stdout else 'OFF'}",
+            "-cp",
+            f"{ensure_jars()}/*",
+            main,
+            *args,
+        ]
+
+    def start(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            raise BrokerError("broker already running")
+        for port in (self.port, self.controller_port):
+            _check_port_free(self.host, port)
+        java = _java()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "server.properties"
+        config.write_text(self._properties())
+        if not (self.data_dir / "data" / "meta.properties").exists():  # format once, then reuse
+            cmd = self._java_cmd(java, "kafka.tools.StorageTool", "format", "-g",
+                                 "-t", self._cluster_id(), "-c", str(config))  # fmt: skip
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise BrokerError(f"formatting {self.data_dir} failed:\n{done.stdout}{done.stderr}")
+        cmd = self._java_cmd(java, "kafka.Kafka", str(config))
+        if self.log_to_stdout:
+            self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, process_group=0)
+        else:
+            with (self.log_dir / "kafka.out").open("ab") as out:
+                self.process = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, process_group=0
+                )
+
+    def _log_tail(self) -> str:
+        parts = [_tail(self.log_dir / "kafka.out", 10), _tail(self.log_dir / "server.log")]
+        return "\n".join(p for p in parts if p)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Return once the broker accepts a (validate-only) topic creation."""
+        if self.process is None:
+            raise BrokerError("broker not started")
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                raise BrokerError(f"kafka exited with code {code}:\n{self._log_tail()}")
+            try:
+                error_code = probe_create_topic(self.host, self.port)
+                if error_code in _READY_CODES:
+                    return
+                last = f"CreateTopics error code {error_code}"
+            except OSError as e:
+                last = str(e)
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    f"kafka not ready after {timeout:g}s ({last}):\n{self._log_tail()}"
+                )
+            time.sleep(0.1)  # poll interval
+
+    def terminate(self) -> None:
+        """Ask the broker to shut down (SIGTERM) without waiting."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.process is None:
+            return
+        self.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> LocalBroker:
+        try:
+            self.start()
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+# --- CLI -------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    broker = LocalBroker(Path(args.data_dir), args.port, args.controller_port, log_to_stdout=True)
+    signals: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        signals.append(signum)
+        if broker.process is not None:  # a second signal kills a broker stuck in shutdown
+            broker.process.send_signal(signal.SIGTERM if len(signals) == 1 else signal.SIGKILL)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        broker.start()
+        if signals:
+            broker.terminate()
+        broker.wait_ready()
+    except BrokerError as e:
+        broker.stop()
+        if signals:
+            return 0
+        raise SystemExit(f"kafka: {e}") from None
+    print(f"kafka ready on {broker.bootstrap_servers}", flush=True)
+    assert broker.process is not None
+    code = broker.process.wait()
+    broker.stop()
+    if signals:
+        return 0
+    print(f"kafka exited unexpectedly with code {code}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.kafka.local_broker")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("fetch", help="download the Kafka jars with Maven")
+    run = sub.add_parser("run", help="run a single-node broker in the foreground")
+    env = os.environ
+    run.add_argument("--data-dir", default=env.get("KAFKA_DATA_DIR", REPO_ROOT / "var" / "kafka"))
+    run.add_argument("--port", type=int, default=int(env.get("KAFKA_PORT", "9092")))
+    run.add_argument(
+        "--controller-port", type=int, default=int(env.get("KAFKA_CONTROLLER_PORT", "9093"))
+    )
+    args = parser.parse_args(argv)
+    if args.command == "fetch":
+        print(ensure_jars())
+        return 0
+    return _run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
