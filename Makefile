@@ -1,0 +1,74 @@
+# pi-jobs: `make run` starts everything, `make test` tests everything. Both set up first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+JARS := deploy/kafka/libs/.complete
+
+.PHONY: install run test test-unit test-integration test-e2e lint format bench lock \
+        kafka api calculator projector downloader clean
+
+install: $(INSTALLED) $(JARS)
+
+$(INSTALLED): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || \
+	  { echo "Python 3.11+ is required: install it (e.g. apt-get install python3) or set PYTHON=..."; exit 1; }
+	@command -v java >/dev/null || { echo "Java 17+ is required: apt-get install openjdk-17-jre-headless"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven is required to fetch Kafka: apt-get install maven"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(JARS): deploy/kafka/pom.xml | $(INSTALLED)
+	$(BIN)/python -m deploy.kafka.local_broker fetch
+
+run: install
+	$(BIN)/python -m deploy.run
+
+test: install lint
+	$(BIN)/python -m pytest
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
+
+test-integration: install
+	$(BIN)/python -m pytest tests/integration
+
+test-e2e: install
+	$(BIN)/python -m pytest tests/e2e
+
+lint: install
+	$(BIN)/ruff check services deploy tests bench
+	$(BIN)/ruff format --check services deploy tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format services deploy tests bench
+	$(BIN)/ruff check --fix services deploy tests bench
+
+bench: install
+	$(BIN)/python bench/bench_engine.py $(BENCH_ARGS)
+
+# Re-pin every dependency after changing pyproject.toml.
+lock:
+	$(BIN)/pip install --quiet uv && $(BIN)/uv pip compile pyproject.toml --extra dev \
+	  --generate-hashes --quiet -o requirements.lock
+
+kafka: install
+	$(BIN)/python -m deploy.kafka.local_broker run
+
+api: install
+	$(BIN)/python -m services.api
+
+calculator: install
+	$(BIN)/python -m services.calculator
+
+projector: install
+	$(BIN)/python -m services.projector
+
+downloader: install
+	$(BIN)/python -m services.downloader
+
+clean:
+	rm -rf $(VENV) deploy/kafka/libs build *.egg-info

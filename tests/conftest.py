@@ -1,0 +1,60 @@
+"""Shared fixtures: one real Kafka broker for the session, a topic prefix per test, free ports.
+
+The broker is KAFKA_BOOTSTRAP_SERVERS when set, else a testcontainers Kafka when a Docker engine
+answers, else the project's own broker from deploy/kafka/ started on free ports.
+"""
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from deploy.kafka.local_broker import LocalBroker, free_port
+from services.shared.settings import KafkaSettings
+
+
+def _docker_engine_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if servers := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield servers
+        return
+    with ExitStack() as cleanup:
+        if _docker_engine_answers():
+            from testcontainers.kafka import KafkaContainer
+
+            container = cleanup.enter_context(KafkaContainer().with_kraft())
+            yield container.get_bootstrap_server()
+            return
+        broker = LocalBroker(
+            tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port()
+        )
+        cleanup.enter_context(broker)
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
+    """Settings with topics of their own, so tests never see each other's events."""
+    return KafkaSettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        pi_jobs_topic_prefix=f"test-{uuid.uuid4().hex[:12]}",
+        pi_jobs_event_partitions=3,
+    )
+
+
+@pytest.fixture
+def view_path(tmp_path: Path) -> Path:
+    return tmp_path / "view.sqlite3"

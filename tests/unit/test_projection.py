@@ -1,0 +1,56 @@
+from datetime import UTC, datetime, timedelta
+
+from services.projector.projection import fold
+from services.shared.events import JobCompleted, JobFailed, JobRequested, JobStarted
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+requested = JobRequested(job_id="j1", num=12, occurred_at=at(0))
+started = JobStarted(job_id="j1", worker="w1", occurred_at=at(1))
+completed = JobCompleted(
+    job_id="j1", num=12, digits_source="computed", compute_seconds=0.5, occurred_at=at(2)
+)
+failed = JobFailed(job_id="j1", error="boom", occurred_at=at(3))
+
+
+def test_a_job_goes_queued_in_progress_complete() -> None:
+    assert fold([requested]).status == "queued"  # type: ignore[union-attr]
+    assert fold([requested, started]).status == "in_progress"  # type: ignore[union-attr]
+    job = fold([requested, started, completed])
+    assert job is not None
+    assert (job.status, job.num, job.requested_at, job.finished_at) == (
+        "complete",
+        12,
+        at(0),
+        at(2),
+    )
+    assert job.digits_source == "computed"
+
+
+def test_redelivered_events_change_nothing() -> None:
+    once = fold([requested, started, completed])
+    assert fold([requested, requested, started, started, completed, completed]) == once
+
+
+def test_a_finished_job_never_moves_back() -> None:
+    # A calculator that crashed after publishing may run the job again and say so.
+    job = fold([requested, started, completed, started, failed])
+    assert job is not None and job.status == "complete" and job.finished_at == at(2)
+    job = fold([requested, failed, completed])
+    assert job is not None and job.status == "failed" and job.error == "boom"
+
+
+def test_events_of_a_job_never_requested_are_ignored() -> None:
+    assert fold([started, completed]) is None
+
+
+def test_a_completed_job_is_seen_in_progress_until_its_digits_are_in_the_view() -> None:
+    job = fold([requested, started, completed])
+    assert job is not None
+    assert job.as_seen_with(stored_digits=11).status == "in_progress"
+    assert job.as_seen_with(stored_digits=12).status == "complete"

@@ -1,0 +1,69 @@
+import json
+
+import pytest
+
+from services.api.errors import ApiError
+from services.api.submission import MAX_BODY_BYTES, parse_num
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "num"),
+    [
+        (b"num=12", FORM, 12),
+        (b"num=12", "", 12),
+        (b'{"num": 12}', JSON, 12),
+        (b'{"num": "12"}', "application/json; charset=utf-8", 12),
+        (b"num=1000", FORM, 1000),
+    ],
+)
+def test_whole_numbers_in_a_form_or_json_are_accepted(
+    body: bytes, content_type: str, num: int
+) -> None:
+    assert parse_num(body, content_type, 1000) == num
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"", FORM, 422),
+        (b"number=12", FORM, 422),
+        (b"num=", FORM, 422),
+        (b"num=0", FORM, 422),
+        (b"num=-5", FORM, 422),
+        (b"num=%2B12", FORM, 422),
+        (b"num=1.5", FORM, 422),
+        (b"num=1e3", FORM, 422),
+        (b"num=abc", FORM, 422),
+        (b"num=1001", FORM, 422),
+        (b"num=99999999999999999999999999", FORM, 422),
+        ("num=١٢".encode(), FORM, 422),  # Arabic-Indic digits: int() takes them, we do not
+        (b"num=1&num=2", FORM, 422),
+        (b"num=%ff", FORM, 422),
+        (b"\xff\xfe", FORM, 400),
+        (b"{", JSON, 400),
+        (b"[12]", JSON, 422),
+        (b'{"num": true}', JSON, 422),
+        (b'{"num": 12.5}', JSON, 422),
+        (b'{"num": null}', JSON, 422),
+        (b'{"num": [12]}', JSON, 422),
+        (b'{"n": 12}', JSON, 422),
+        (b"num=12", "text/plain", 415),
+        (b"num=" + b"1" * MAX_BODY_BYTES, FORM, 413),
+    ],
+)
+def test_anything_else_is_refused_with_a_message(
+    body: bytes, content_type: str, status: int
+) -> None:
+    with pytest.raises(ApiError) as refused:
+        parse_num(body, content_type, 1000)
+    assert refused.value.status_code == status
+    assert refused.value.message
+
+
+def test_the_message_says_what_is_allowed() -> None:
+    with pytest.raises(ApiError) as refused:
+        parse_num(json.dumps({"num": 0}).encode(), JSON, 1000)
+    assert "from 1 to 1000" in refused.value.message
