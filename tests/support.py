@@ -39,5 +39,5 @@ async def wait_until_async(
 def reference_pi_text(num: int) -> str:
     """`3.` and `num` decimals from mpmath, a library independent of our digit engine."""
     with mpmath.workdps(num + 30):
-        text = mpmath.nstr(+mpmath.pi, num + 20, strip_zeros=False)
+        text: str = mpmath.nstr(+mpmath.pi, num + 20, strip_zeros=False)
     return text[: num + 2]

@@ -4,10 +4,33 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from aiokafka.protocol.admin import (
+    DescribeGroupsRequest_v0,
+    DescribeGroupsRequest_v1,
+    DescribeGroupsRequest_v2,
+)
+from aiokafka.protocol.api import Request
 
 from services.shared.settings import KafkaSettings
 
-_NEEDED_GROUPS = ("calculator", "projector")
+_NEEDED_ROLES = ("calculator", "projector")
+
+
+_UpToV2 = DescribeGroupsRequest_v0 | DescribeGroupsRequest_v1 | DescribeGroupsRequest_v2
+
+
+class _DescribeGroups(Request[_UpToV2]):  # type: ignore[misc]
+    """DescribeGroups up to v2: aiokafka 0.14 decodes v3 answers with the v2 schema and fails."""
+
+    API_KEY = 15
+
+    def __init__(self, groups: list[str]) -> None:
+        self._groups = groups
+
+    def build(
+        self, request_struct_class: type[DescribeGroupsRequest_v0]
+    ) -> DescribeGroupsRequest_v0:
+        return request_struct_class(self._groups)
 
 
 async def check_readiness(
@@ -17,7 +40,7 @@ async def check_readiness(
     if producer is None:
         problems.append("not connected to kafka")
     else:
-        problems += await _missing_consumer_groups(kafka)
+        problems += await _missing_consumers(kafka)
     try:
         if (await downloader.get("/healthz", timeout=2)).status_code != 200:
             problems.append("downloader is not healthy")
@@ -26,26 +49,23 @@ async def check_readiness(
     return problems
 
 
-async def _missing_consumer_groups(kafka: KafkaSettings) -> list[str]:
+async def _missing_consumers(kafka: KafkaSettings) -> list[str]:
+    """The roles whose consumer group has no member with partitions assigned."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=kafka.kafka_bootstrap_servers, request_timeout_ms=2000
     )
+    active = set()
     try:
         await admin.start()
-        group_ids = [kafka.group_id(role) for role in _NEEDED_GROUPS]
-        responses = await admin.describe_consumer_groups(group_ids)
+        for role in _NEEDED_ROLES:
+            group_id = kafka.group_id(role)
+            coordinator = await admin.find_coordinator(group_id)
+            response = await admin._send_request(_DescribeGroups([group_id]), coordinator)
+            for error_code, _, state, _, _, members in response.groups:
+                if error_code == 0 and state == "Stable" and members:
+                    active.add(role)
     except KafkaError as error:
         return [f"kafka is not answering ({type(error).__name__})"]
     finally:
         await admin.close()
-    active = {
-        group[1]
-        for response in responses
-        for group in response.groups
-        if group[0] == 0 and group[2] == "Stable" and group[5]
-    }
-    return [
-        f"no {role} is running"
-        for role, gid in zip(_NEEDED_GROUPS, group_ids, strict=True)
-        if gid not in active
-    ]
+    return [f"no {role} is running" for role in _NEEDED_ROLES if role not in active]

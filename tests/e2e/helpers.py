@@ -1,0 +1,42 @@
+"""Talking to the running service the way a client does."""
+
+import io
+import zipfile
+from typing import Any
+
+import httpx
+
+from tests.support import wait_until
+
+
+def submit(client: httpx.Client, num: int) -> str:
+    response = client.post("/pi_job", data={"num": str(num)})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["success"] is True
+    job_id: str = body["job_id"]
+    return job_id
+
+
+def wait_complete(client: httpx.Client, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    def complete() -> dict[str, Any] | None:
+        status = client.get(f"/pi_job/{job_id}")
+        assert status.status_code == 200, status.text
+        body: dict[str, Any] = status.json()
+        assert body["status"] != "failed", body
+        return body if body["status"] == "complete" else None
+
+    return wait_until(complete, timeout, f"job {job_id} to complete")
+
+
+def download_text(client: httpx.Client, job_id: str) -> str:
+    response = client.get(f"/download_pi_job/{job_id}")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/zip"
+    assert (
+        response.headers["content-disposition"]
+        == f'attachment; filename="digits_of_pi_{job_id}.zip"'
+    )
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    assert archive.namelist() == [f"digits_of_pi_{job_id}.txt"]
+    return archive.read(f"digits_of_pi_{job_id}.txt").decode("utf-8")
