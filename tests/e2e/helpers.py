@@ -18,9 +18,15 @@ def submit(client: httpx.Client, num: int) -> str:
     return job_id
 
 
-def wait_complete(client: httpx.Client, job_id: str, timeout: float = 120) -> dict[str, Any]:
+def wait_complete(
+    client: httpx.Client, job_id: str, timeout: float = 120, rebuilding: bool = False
+) -> dict[str, Any]:
+    """Poll until complete. `rebuilding`: the view is being rebuilt, so the job may be unknown."""
+
     def complete() -> dict[str, Any] | None:
         status = client.get(f"/pi_job/{job_id}")
+        if rebuilding and status.status_code == 404:
+            return None
         assert status.status_code == 200, status.text
         body: dict[str, Any] = status.json()
         assert body["status"] != "failed", body
