@@ -17,8 +17,10 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
 
 def main() -> int:
     data_dir = Path(os.environ.get("PI_JOBS_DATA_DIR", REPO_ROOT / "var"))
-    # SIGTERM (to the process group, say) stops everything the way Ctrl-C does.
+    # SIGTERM (to the process group, say) stops everything the way Ctrl-C does; SIGINT is set
+    # explicitly because a shell starting us in the background leaves it ignored.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
 
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     broker = None
@@ -54,7 +56,9 @@ def main() -> int:
         print(f"pi-jobs: {error}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the shutdown finish
+        # Let the shutdown finish: make passes our signal on, so a second one is on its way.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("stopping ...", flush=True)
         stack.stop()
         if broker is not None:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
 
+from deploy.processes import die_with_parent
+
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 POM = HERE / "pom.xml"
@@ -233,11 +235,18 @@ class LocalBroker:
                 raise BrokerError(f"formatting {self.data_dir} failed:\n{done.stdout}{done.stderr}")
         cmd = self._java_cmd(java, "kafka.Kafka", str(config))
         if self.log_to_stdout:
-            self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, process_group=0)
+            self.process = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, process_group=0, preexec_fn=die_with_parent
+            )
         else:
             with (self.log_dir / "kafka.out").open("ab") as out:
                 self.process = subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, process_group=0
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    process_group=0,
+                    preexec_fn=die_with_parent,
                 )
 
     def _log_tail(self) -> str:

@@ -39,7 +39,11 @@ def create_app(view: ViewReader) -> FastAPI:
             raise ApiError(404, f"job {job_id} is not complete (status: {job.status})")
         sha256 = _sha256(view, job.num)
         return StreamingResponse(
-            zip_single_file(f"digits_of_pi_{job_id}.txt", _text_pieces(view, job.num)),
+            zip_single_file(
+                f"digits_of_pi_{job_id}.txt",
+                job.finished_at or job.requested_at,
+                _text_pieces(view, job.num),
+            ),
             media_type="application/zip",
             headers={
                 "Content-Disposition": f'attachment; filename="digits_of_pi_{job_id}.zip"',

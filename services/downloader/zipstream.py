@@ -2,6 +2,7 @@
 
 import zipfile
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 
 
 class _Sink:
@@ -28,10 +29,12 @@ class _Sink:
         return data
 
 
-def zip_single_file(name: str, pieces: Iterable[bytes]) -> Iterator[bytes]:
+def zip_single_file(name: str, modified: datetime, pieces: Iterable[bytes]) -> Iterator[bytes]:
     sink = _Sink()
-    archive = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED)  # type: ignore[call-overload]
-    with archive, archive.open(name, "w", force_zip64=True) as member:
+    member_info = zipfile.ZipInfo(name, date_time=modified.timetuple()[:6])
+    member_info.compress_type = zipfile.ZIP_DEFLATED
+    archive = zipfile.ZipFile(sink, "w")  # type: ignore[call-overload]
+    with archive, archive.open(member_info, "w", force_zip64=True) as member:
         for piece in pieces:
             member.write(piece)
             if chunk := sink.take():

@@ -6,7 +6,8 @@ import sys
 import time
 from typing import Any
 
-_STANDARD_FIELDS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# Attributes every record has, and uvicorn's terminal-only duplicate of its message.
+_NOT_EXTRA = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,7 +25,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        line.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD_FIELDS})
+        line.update({k: v for k, v in record.__dict__.items() if k not in _NOT_EXTRA})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
@@ -39,3 +40,4 @@ def configure_logging(service: str, level: int = logging.INFO) -> None:
     # aiokafka reports every reconnect attempt at ERROR; keep its warnings, drop the noise.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)

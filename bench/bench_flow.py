@@ -1,0 +1,86 @@
+"""End-to-end figures with every part running as a real process on this machine.
+
+    .venv/bin/python bench/bench_flow.py [--download-digits 10000000]
+
+Starts its own broker and services on free ports, then prints POST-to-complete latencies
+(a job that computes, jobs served from stored digits) and download first-byte time and throughput.
+A benchmark, not a test: nothing here passes or fails on a timing.
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from deploy.kafka.local_broker import LocalBroker, free_port
+from deploy.local_stack import LocalStack
+
+
+def post_to_complete(client: httpx.Client, num: int) -> float:
+    """Seconds from sending the POST to the first status GET that says complete."""
+    started = time.perf_counter()
+    job_id = client.post("/pi_job", data={"num": str(num)}).json()["job_id"]
+    while client.get(f"/pi_job/{job_id}").json()["status"] != "complete":
+        time.sleep(0.001)
+    return time.perf_counter() - started
+
+
+def download(client: httpx.Client, num: int) -> tuple[float, float, int]:
+    job_id = client.post("/pi_job", data={"num": str(num)}).json()["job_id"]
+    while client.get(f"/pi_job/{job_id}").json()["status"] != "complete":
+        time.sleep(0.01)
+    started = time.perf_counter()
+    first_byte = None
+    size = 0
+    with client.stream("GET", f"/download_pi_job/{job_id}") as response:
+        for chunk in response.iter_raw():
+            first_byte = first_byte or time.perf_counter() - started
+            size += len(chunk)
+    return first_byte or 0.0, time.perf_counter() - started, size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--small", type=int, default=1000, help="digits of the small jobs")
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--download-digits", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = LocalBroker(Path(tmp) / "kafka", port=free_port(), controller_port=free_port())
+        with broker:
+            stack = LocalStack(broker.bootstrap_servers, Path(tmp), free_port(), free_port(),
+                               log_to_files=True)  # fmt: skip
+            stack.start()
+            try:
+                stack.wait_ready()
+                with httpx.Client(base_url=stack.url, timeout=600) as client:
+                    report(client, args)
+            finally:
+                stack.stop()
+
+
+def report(client: httpx.Client, args: argparse.Namespace) -> None:
+    first = post_to_complete(client, args.small)
+    print(f"{args.small}-digit job, first (computed):         {first * 1000:8.1f} ms")
+    stored = sorted(post_to_complete(client, args.small) for _ in range(args.repeat))
+    p95 = stored[max(0, int(len(stored) * 0.95) - 1)]
+    print(
+        f"{args.small}-digit job, from stored digits (n={args.repeat}): "
+        f"median {statistics.median(stored) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, "
+        f"max {stored[-1] * 1000:.1f} ms"
+    )
+    computed = post_to_complete(client, args.download_digits)
+    print(f"{args.download_digits}-digit job (computed):     {computed:8.2f} s")
+    first_byte, total, size = download(client, args.download_digits)
+    print(
+        f"download of {args.download_digits} digits: first byte {first_byte * 1000:.1f} ms, "
+        f"{size / 1e6:.1f} MB zip in {total:.2f} s "
+        f"({args.download_digits / total / 1e6:.1f} M digits/s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
