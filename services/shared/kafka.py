@@ -40,22 +40,30 @@ async def ensure_topics(settings: KafkaSettings) -> None:
     """Create the topics if missing. Idempotent, so every service may call it at start."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
+    durability = {
+        "min.insync.replicas": str(settings.pi_jobs_min_insync_replicas),
+        "unclean.leader.election.enable": "false",
+    }
     try:
         topics = [
             # The system of record: job events are kept forever.
             NewTopic(
                 settings.events_topic,
                 num_partitions=settings.pi_jobs_event_partitions,
-                replication_factor=1,
-                topic_configs={"retention.ms": "-1", "retention.bytes": "-1"},
+                replication_factor=settings.pi_jobs_replication_factor,
+                topic_configs={"retention.ms": "-1", "retention.bytes": "-1", **durability},
             ),
             # Digit chunks, keyed by chunk index: compaction keeps the latest (longest) of each.
             # One partition, so the last record tells how long the stored prefix is.
             NewTopic(
                 settings.digits_topic,
                 num_partitions=1,
-                replication_factor=1,
-                topic_configs={"cleanup.policy": "compact", "max.message.bytes": "2097152"},
+                replication_factor=settings.pi_jobs_replication_factor,
+                topic_configs={
+                    "cleanup.policy": "compact",
+                    "max.message.bytes": "2097152",
+                    **durability,
+                },
             ),
         ]
         response = await admin.create_topics(topics)

@@ -15,6 +15,9 @@ class KafkaSettings(BaseSettings):
     # Topic names get this prefix, so several deployments (or test runs) can share one broker.
     pi_jobs_topic_prefix: str = "pi-jobs"
     pi_jobs_event_partitions: int = Field(default=6, ge=1)
+    # With several brokers: 3 and 2, so an acknowledged write survives the loss of a broker.
+    pi_jobs_replication_factor: int = Field(default=1, ge=1)
+    pi_jobs_min_insync_replicas: int = Field(default=1, ge=1)
 
     @property
     def events_topic(self) -> str:
