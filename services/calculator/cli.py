@@ -1,0 +1,63 @@
+"""`pi-digits N`: write "3." and N decimals of pi to stdout (no trailing newline)."""
+
+import argparse
+import os
+import sys
+from typing import NoReturn
+
+from services.calculator.engine import InsufficientMemoryError, pi_decimals
+
+WRITE_CHUNK_CHARS = 1 << 22  # encode piecewise: no second full-size copy of the digits
+EXIT_USAGE = 2
+EXIT_NO_MEMORY = 3
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"N must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"N must be a positive integer, got {text!r}")
+    return value
+
+
+def _print_progress(fraction: float) -> None:
+    sys.stderr.write(f"progress {fraction:.2f}\n")
+    sys.stderr.flush()
+
+
+def _write_digits(digits: str) -> None:
+    out = sys.stdout.buffer
+    out.write(b"3.")
+    for start in range(0, len(digits), WRITE_CHUNK_CHARS):
+        out.write(digits[start : start + WRITE_CHUNK_CHARS].encode("ascii"))
+    out.flush()
+
+
+def main() -> None:
+    parser = _OneLineParser(prog="pi-digits", description="Print pi to N decimals.")
+    parser.add_argument("n", metavar="N", type=_positive_int, help="number of decimals")
+    parser.add_argument("--progress", action="store_true", help="report progress on stderr")
+    args = parser.parse_args()
+    try:
+        digits = pi_decimals(args.n, on_progress=_print_progress if args.progress else None)
+    except InsufficientMemoryError as error:
+        sys.stderr.write(f"pi-digits: {error}\n")
+        sys.exit(EXIT_NO_MEMORY)
+    try:
+        _write_digits(digits)
+    except BrokenPipeError:
+        # Reader went away (e.g. `| head`): silence the flush at interpreter exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

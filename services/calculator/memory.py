@@ -1,0 +1,49 @@
+"""Peak-memory estimate for a pi computation and the host check that uses it."""
+
+from pathlib import Path
+
+# Measured peak RSS summed over parent and worker (bench/bench_engine.py):
+# 49 MiB at 1M, 188 MiB at 10M, 1438 MiB at 100M decimals; ~25 % headroom here.
+BASE_BYTES = 64 * 2**20
+BYTES_PER_DECIMAL = 18
+
+
+class InsufficientMemoryError(ValueError):
+    """The host does not have enough available memory for the requested digits."""
+
+
+def estimate_peak_bytes(num: int) -> int:
+    """Upper estimate of peak resident memory (all processes) for `num` decimals."""
+    return BASE_BYTES + BYTES_PER_DECIMAL * num
+
+
+def available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo, capped by the cgroup v2 limit if one is set."""
+    available: int | None = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+                break
+    except OSError:
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            headroom = int(limit) - used
+            available = headroom if available is None else min(available, headroom)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def ensure_memory_for(num: int) -> None:
+    """Raise InsufficientMemoryError when `num` decimals cannot fit in available memory."""
+    needed = estimate_peak_bytes(num)
+    available = available_bytes()
+    if available is not None and needed > available:
+        raise InsufficientMemoryError(
+            f"{num} decimals need about {needed / 2**20:.0f} MiB of memory, "
+            f"but only {available / 2**20:.0f} MiB is available"
+        )
