@@ -1,20 +1,29 @@
 """Calculator: a consumer group member that turns each JobRequested into digits and an outcome.
 
-The consumer offset of a request is committed only after the job's outcome is acknowledged by
-the broker, so a crash re-delivers the job instead of losing it.
+Jobs run side by side (see runner.py); a request's offset is committed only once its job, and
+every job before it on the partition, has its outcome acknowledged by the broker. A crash
+re-delivers unfinished jobs instead of losing them.
 """
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
+from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from services.calculator.compute import compute_decimals
-from services.calculator.handler import CalculatorDeps, handle_job_requested
+from services.calculator.handler import CalculatorDeps
+from services.calculator.offsets import OffsetTracker
+from services.calculator.progress import CostModel
+from services.calculator.runner import JobRunner
 from services.calculator.stored_digits import StoredDigits
 from services.shared.events import (
     DigitsStored,
+    JobCancelled,
     JobEvent,
     JobRequested,
     UnreadableEvent,
@@ -23,7 +32,7 @@ from services.shared.events import (
 from services.shared.kafka import connect_with_retry, durable_producer, ensure_topics, publish
 from services.shared.logs import configure_logging
 from services.shared.runtime import run_until_stopped
-from services.shared.settings import KafkaSettings
+from services.shared.settings import CalculatorSettings, KafkaSettings
 
 log = logging.getLogger("calculator")
 
@@ -42,48 +51,117 @@ def _deps(kafka: KafkaSettings, producer: AIOKafkaProducer, stored: StoredDigits
         stored_digits=stored.at_least,
         compute_decimals=compute_decimals,
         worker=f"{socket.gethostname()}:{os.getpid()}",
+        cost_model=CostModel(),
     )
 
 
-async def run(kafka: KafkaSettings) -> None:
+class _Committer(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits each partition's finished prefix; hands unfinished work over on a rebalance."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, runner: JobRunner) -> None:
+        self.offsets = OffsetTracker()
+        self._consumer = consumer
+        self._runner = runner
+        self._committed: dict[TopicPartition, int] = {}
+        self._changed = asyncio.Event()
+        self._closed = False
+
+    def close(self) -> None:
+        """From now on nothing is committed: jobs cut short by a shutdown are re-delivered."""
+        self._closed = True
+
+    def finished(self, tp: TopicPartition, offset: int) -> None:
+        if not self._closed:
+            self.offsets.end(tp, offset)
+            self._changed.set()
+
+    async def commit(self, only: set[TopicPartition] | None = None) -> None:
+        if self._closed:
+            return
+        due = {
+            tp: offset
+            for tp, offset in self.offsets.committable().items()
+            if isinstance(tp, TopicPartition)
+            and (only is None or tp in only)
+            and self._committed.get(tp) != offset
+        }
+        if due:
+            await self._consumer.commit(due)
+            self._committed.update(due)
+
+    async def run(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            try:
+                await self.commit()
+            except KafkaError as error:
+                # Not committed means re-delivered later: safe, only some work is repeated.
+                log.warning("commit failed", extra={"error": repr(error)})
+                await asyncio.sleep(1)
+                self._changed.set()
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        with contextlib.suppress(KafkaError):
+            await self.commit(only=revoked)
+        for tp in revoked:
+            self.offsets.forget(tp)
+            self._runner.cancel_partition(tp)
+            self._committed.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
+
+
+async def run(kafka: KafkaSettings, settings: CalculatorSettings) -> None:
     await connect_with_retry(lambda: ensure_topics(kafka), "calculator")
     producer = durable_producer(kafka)
     await connect_with_retry(producer.start, "calculator")
     consumer = AIOKafkaConsumer(
-        kafka.events_topic,
         bootstrap_servers=kafka.kafka_bootstrap_servers,
         group_id=kafka.group_id("calculator"),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        # A 100,000,000-digit job keeps one record in hand for minutes.
-        max_poll_interval_ms=3_600_000,
-        max_poll_records=1,
     )
     await connect_with_retry(consumer.start, "calculator")
     deps = _deps(kafka, producer, StoredDigits(kafka))
+    runner = JobRunner(deps, settings.pi_jobs_large_job_digits, settings.pi_jobs_max_jobs_in_flight)
+    committer = _Committer(consumer, runner)
+    consumer.subscribe([kafka.events_topic], listener=committer)
+    committing = asyncio.create_task(committer.run())
     log.info("calculator started", extra={"worker": deps.worker})
     try:
         async for record in consumer:
+            tp = TopicPartition(record.topic, record.partition)
+            committer.offsets.begin(tp, record.offset)
             try:
                 event = decode_job_event(record.value)
             except UnreadableEvent as error:
-                log.error(
-                    "skipping unreadable record",
-                    extra={"offset": record.offset, "error": str(error)[:500]},
-                )
+                reason = {"offset": record.offset, "error": str(error)[:500]}
+                log.error("skipping unreadable record", extra=reason)
                 event = None
             if isinstance(event, JobRequested):
-                await handle_job_requested(event, deps)
-            tp = TopicPartition(record.topic, record.partition)
-            await consumer.commit({tp: record.offset + 1})
+                done = _finisher(committer, tp, record.offset)
+                await runner.start(event, tp, done)
+                continue
+            if isinstance(event, JobCancelled) and runner.cancel_job(event.job_id):
+                log.info("job cancelled", extra={"job_id": event.job_id})
+            committer.finished(tp, record.offset)
     finally:
+        committer.close()
+        committing.cancel()
+        await runner.stop()
         await consumer.stop()
         await producer.stop()
 
 
+def _finisher(committer: _Committer, tp: TopicPartition, offset: int) -> Callable[[], None]:
+    return lambda: committer.finished(tp, offset)
+
+
 def main() -> None:
     configure_logging("calculator")
-    run_until_stopped(run(KafkaSettings()))
+    run_until_stopped(run(KafkaSettings(), CalculatorSettings()))
 
 
 if __name__ == "__main__":

@@ -1,33 +1,55 @@
-"""Runs the digit engine in a child process, so the event loop never waits on the computation."""
+"""Runs the digit engine in a child process, so the event loop never waits on the computation.
+
+Cancelling the coroutine kills the child: its CPU is freed at once.
+"""
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import Callable
 
 from services.calculator.handler import ComputeError
 
 _RUN_ENGINE = "from services.calculator.cli import main; main()"
 
 
-async def compute_decimals(num: int) -> str:
+async def compute_decimals(num: int, on_progress: Callable[[float], None]) -> str:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         _RUN_ENGINE,
         str(num),
+        "--progress",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    assert process.stdout is not None and process.stderr is not None
     try:
-        output, errors = await process.communicate()
-    except asyncio.CancelledError:
+        output, last_error = await asyncio.gather(
+            process.stdout.read(), _read_progress(process.stderr, on_progress)
+        )
+        await process.wait()
+    finally:
         if process.returncode is None:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
             await process.wait()
-        raise
     if process.returncode != 0:
-        reason = errors.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
-        raise ComputeError(f"digit engine exited with {process.returncode}: {reason[0]}")
-    text = output.decode("ascii")
-    if not text.startswith("3.") or len(text) != num + 2:
-        raise ComputeError(f"digit engine returned {len(text)} characters, expected {num + 2}")
-    return text[2:]
+        raise ComputeError(f"digit engine exited with {process.returncode}: {last_error}")
+    if not output.startswith(b"3.") or len(output) != num + 2:
+        raise ComputeError(f"digit engine returned {len(output)} bytes, expected {num + 2}")
+    return output[2:].decode("ascii")
+
+
+async def _read_progress(stream: asyncio.StreamReader, on_progress: Callable[[float], None]) -> str:
+    """Pass `progress <fraction>` lines on; return the last other line (the error, if any)."""
+    last_other = "no message"
+    async for raw in stream:
+        line = raw.decode(errors="replace").strip()
+        word, _, value = line.partition(" ")
+        if word == "progress":
+            with contextlib.suppress(ValueError):
+                on_progress(float(value))
+        elif line:
+            last_other = line
+    return last_other

@@ -1,13 +1,18 @@
 """How many leading decimals of pi the digits topic already holds.
 
 Chunks are only ever published to extend a prefix already in the log, in order, on one
-partition; so the end of the last record is the length of the stored prefix.
+partition; so the end of the last record is the length of a stored prefix (the whole one, unless
+two calculators published at once: then a shorter one, and some digits are computed again).
 """
+
+import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.shared.events import decode_digits
+from services.shared.events import UnreadableEvent, decode_digits
 from services.shared.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
 
 
 class StoredDigits:
@@ -37,6 +42,10 @@ class StoredDigits:
                 return 0
             consumer.seek(tp, end - 1)
             record = await consumer.getone()
-            return decode_digits(record.value).end
+            try:
+                return decode_digits(record.value).end
+            except UnreadableEvent as error:
+                log.warning("last digits record is unreadable", extra={"error": str(error)[:300]})
+                return 0
         finally:
             await consumer.stop()

@@ -68,7 +68,7 @@ async def run(kafka: KafkaSettings, store: ViewStore) -> None:
 
 def main() -> None:
     configure_logging("projector")
-    store = SqliteView(ViewSettings().pi_jobs_view_db)
+    store = SqliteView(ViewSettings().pi_jobs_view_db, writer=True)
     run_until_stopped(run(KafkaSettings(), store))
 
 

@@ -7,7 +7,15 @@ and a job that reached a terminal status never moves back.
 from functools import reduce
 from typing import assert_never
 
-from services.shared.events import JobCompleted, JobEvent, JobFailed, JobRequested, JobStarted
+from services.shared.events import (
+    JobCancelled,
+    JobCompleted,
+    JobEvent,
+    JobFailed,
+    JobProgressed,
+    JobRequested,
+    JobStarted,
+)
 from services.shared.view import TERMINAL_STATUSES, JobView
 
 
@@ -21,28 +29,33 @@ def apply_event(job: JobView | None, event: JobEvent) -> JobView | None:
     if job is None or job.status in TERMINAL_STATUSES:
         # Nothing to attach it to (a job never requested), or the job is finished for good.
         return job
-    if isinstance(event, JobStarted):
-        return job.model_copy(
-            update={
-                "status": "in_progress",
-                "started_at": event.occurred_at,
-                "worker": event.worker,
-            }
-        )
-    if isinstance(event, JobCompleted):
-        return job.model_copy(
-            update={
-                "status": "complete",
-                "finished_at": event.occurred_at,
-                "digits_source": event.digits_source,
-                "compute_seconds": event.compute_seconds,
-            }
-        )
-    if isinstance(event, JobFailed):
-        return job.model_copy(
-            update={"status": "failed", "finished_at": event.occurred_at, "error": event.error}
-        )
-    assert_never(event)
+    return job.model_copy(update=_changes(job, event))
+
+
+def _changes(job: JobView, event: JobEvent) -> dict[str, object]:
+    at = event.occurred_at
+    match event:
+        case JobStarted():
+            # Also a restart after a calculator died: progress begins again.
+            return {"status": "in_progress", "started_at": at, "worker": event.worker,
+                    "progress": 0.0, "eta_seconds": None, "progress_at": at}  # fmt: skip
+        case JobProgressed():
+            if job.progress_at is not None and at < job.progress_at:
+                return {}  # a late duplicate
+            return {"status": "in_progress", "progress": event.progress,
+                    "eta_seconds": event.eta_seconds, "progress_at": at}  # fmt: skip
+        case JobCompleted():
+            return {"status": "complete", "finished_at": at, "progress": 1.0, "eta_seconds": 0.0,
+                    "digits_source": event.digits_source,
+                    "compute_seconds": event.compute_seconds}  # fmt: skip
+        case JobFailed():
+            return {"status": "failed", "finished_at": at, "error": event.error}
+        case JobCancelled():
+            return {"status": "cancelled", "finished_at": at, "eta_seconds": None}
+        case JobRequested():
+            return {}
+        case _:
+            assert_never(event)
 
 
 def fold(events: list[JobEvent], job: JobView | None = None) -> JobView | None:

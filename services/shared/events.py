@@ -10,9 +10,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-# Decimals of pi are stored in chunks of this many digits: chunk k holds decimals
-# [k * DIGITS_PER_CHUNK, k * DIGITS_PER_CHUNK + len(digits)). Fits Kafka's default 1 MB messages.
-DIGITS_PER_CHUNK = 500_000
+# Decimals of pi are stored in whole chunks of this many digits: chunk k holds decimals
+# [k * DIGITS_PER_CHUNK, (k + 1) * DIGITS_PER_CHUNK). Part of the DigitsStored contract: changing
+# it needs a new version of that event.
+DIGITS_PER_CHUNK = 100_000
 
 
 def utc_now() -> datetime:
@@ -38,6 +39,20 @@ class JobStarted(_Event):
     worker: str
 
 
+class JobProgressed(_Event):
+    """A running job's progress; a handful per job, so the log is not flooded."""
+
+    type: Literal["JobProgressed"] = "JobProgressed"
+    job_id: str
+    progress: float = Field(ge=0, le=1)
+    eta_seconds: float | None = Field(default=None, ge=0)
+
+
+class JobCancelled(_Event):
+    type: Literal["JobCancelled"] = "JobCancelled"
+    job_id: str
+
+
 class JobCompleted(_Event):
     type: Literal["JobCompleted"] = "JobCompleted"
     job_id: str
@@ -56,7 +71,9 @@ class JobFailed(_Event):
 class DigitsStored(_Event):
     type: Literal["DigitsStored"] = "DigitsStored"
     chunk_index: int = Field(ge=0)
-    digits: str = Field(pattern=r"^[0-9]+$", max_length=DIGITS_PER_CHUNK)
+    digits: str = Field(
+        pattern=r"^[0-9]+$", min_length=DIGITS_PER_CHUNK, max_length=DIGITS_PER_CHUNK
+    )
 
     @property
     def start(self) -> int:
@@ -64,11 +81,12 @@ class DigitsStored(_Event):
 
     @property
     def end(self) -> int:
-        return self.start + len(self.digits)
+        return self.start + DIGITS_PER_CHUNK
 
 
 JobEvent = Annotated[
-    JobRequested | JobStarted | JobCompleted | JobFailed, Field(discriminator="type")
+    JobRequested | JobStarted | JobProgressed | JobCompleted | JobFailed | JobCancelled,
+    Field(discriminator="type"),
 ]
 Event = JobEvent | DigitsStored
 

@@ -53,7 +53,8 @@ async def ensure_topics(settings: KafkaSettings) -> None:
                 replication_factor=settings.pi_jobs_replication_factor,
                 topic_configs={"retention.ms": "-1", "retention.bytes": "-1", **durability},
             ),
-            # Digit chunks, keyed by chunk index: compaction keeps the latest (longest) of each.
+            # Digit chunks, keyed by chunk index; every copy of a chunk is the same, so compaction
+            # keeps each once.
             # One partition, so the last record tells how long the stored prefix is.
             NewTopic(
                 settings.digits_topic,

@@ -48,6 +48,14 @@ class ApiSettings(BaseSettings):
     pi_jobs_projection_wait_seconds: float = 5.0
 
 
+class CalculatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    # Computations of at least this many digits take the large lane, one at a time.
+    pi_jobs_large_job_digits: int = Field(default=2_000_000, ge=1)
+    pi_jobs_max_jobs_in_flight: int = Field(default=64, ge=1)
+
+
 class DownloaderSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 

@@ -3,17 +3,24 @@
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 from services.shared.events import DIGITS_PER_CHUNK, DigitsStored
 from services.shared.view import JobView, Positions
 
+# The view holds nothing the log does not, so a new schema is not migrated: the writer drops the
+# old tables and the projector rebuilds the view from offset 0.
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
-    requested_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    requested_us INTEGER NOT NULL,
     body TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS jobs_newest_first ON jobs (requested_us DESC, job_id DESC);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, requested_us DESC, job_id DESC);
 CREATE TABLE IF NOT EXISTS digit_chunks (
     chunk_index INTEGER PRIMARY KEY,
     digits TEXT NOT NULL
@@ -28,14 +35,35 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
+def _microseconds(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
 class SqliteView:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, writer: bool = False) -> None:
+        """Readers open an existing view; the projector (the one writer) also creates it."""
         self._path = path
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        self._create_schema(drop_outdated=writer)
+
+    def _create_schema(self, drop_outdated: bool) -> None:
+        db = self._db
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is not None and row[0] != SCHEMA_VERSION:
+            if not drop_outdated:
+                return  # the projector will rebuild it
+            db.executescript(
+                "DROP TABLE IF EXISTS jobs; DROP TABLE IF EXISTS digit_chunks;"
+                "DROP TABLE IF EXISTS positions; DELETE FROM meta;"
+            )
+        db.executescript(_SCHEMA)
+        db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (SCHEMA_VERSION,),
+        )
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self._path, timeout=30, isolation_level=None)
@@ -54,6 +82,25 @@ class SqliteView:
     def get_job(self, job_id: str) -> JobView | None:
         row = self._db.execute("SELECT body FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return None if row is None else JobView.model_validate_json(row[0])
+
+    def list_jobs(
+        self, status: str | None, limit: int, before: tuple[int, str] | None
+    ) -> list[JobView]:
+        """Newest first; `before` is the (requested_us, job_id) of the last job of a page."""
+        where: list[str] = []
+        params: list[str | int] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if before is not None:
+            where.append("(requested_us, job_id) < (?, ?)")
+            params += list(before)
+        sql = "SELECT body FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY requested_us DESC, job_id DESC LIMIT ?"
+        rows = self._db.execute(sql, [*params, limit])
+        return [JobView.model_validate_json(body) for (body,) in rows]
 
     def stored_digits(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'stored_digits'").fetchone()
@@ -98,14 +145,16 @@ class SqliteView:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
-                "INSERT OR REPLACE INTO jobs (job_id, requested_at, body) VALUES (?, ?, ?)",
-                [(j.job_id, j.requested_at.isoformat(), j.model_dump_json()) for j in jobs],
+                "INSERT OR REPLACE INTO jobs (job_id, status, requested_us, body) "
+                "VALUES (?, ?, ?, ?)",
+                [
+                    (j.job_id, j.status, _microseconds(j.requested_at), j.model_dump_json())
+                    for j in jobs
+                ],
             )
-            # A bigger job republishes a partial chunk, longer: keep the longest.
+            # Every copy of a chunk holds the same digits, whoever computed it: keep the first.
             db.executemany(
-                """INSERT INTO digit_chunks (chunk_index, digits) VALUES (?, ?)
-                   ON CONFLICT (chunk_index) DO UPDATE SET digits = excluded.digits
-                   WHERE length(excluded.digits) > length(digit_chunks.digits)""",
+                "INSERT OR IGNORE INTO digit_chunks (chunk_index, digits) VALUES (?, ?)",
                 [(c.chunk_index, c.digits) for c in chunks],
             )
             db.executemany(
@@ -122,17 +171,13 @@ class SqliteView:
             raise
 
     def _contiguous_digits(self) -> int:
-        stored = self.stored_digits()
-        chunk_index = stored // DIGITS_PER_CHUNK
-        while True:
-            row = self._db.execute(
-                "SELECT length(digits) FROM digit_chunks WHERE chunk_index = ?", (chunk_index,)
-            ).fetchone()
-            if row is None:
-                return chunk_index * DIGITS_PER_CHUNK
-            if row[0] < DIGITS_PER_CHUNK:
-                return chunk_index * DIGITS_PER_CHUNK + int(row[0])
+        """Chunks are whole: the stored prefix ends at the first missing chunk."""
+        chunk_index = self.stored_digits() // DIGITS_PER_CHUNK
+        while self._db.execute(
+            "SELECT 1 FROM digit_chunks WHERE chunk_index = ?", (chunk_index,)
+        ).fetchone():
             chunk_index += 1
+        return chunk_index * DIGITS_PER_CHUNK
 
     def close(self) -> None:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)

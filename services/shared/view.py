@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict
 
 from services.shared.events import DigitsStored
 
-JobStatus = Literal["queued", "in_progress", "complete", "failed"]
-TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({"complete", "failed"})
+JobStatus = Literal["queued", "in_progress", "complete", "failed", "cancelled"]
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({"complete", "failed", "cancelled"})
 
 # (topic, partition) -> the next offset to read there.
 Positions = Mapping[tuple[str, int], int]
@@ -25,6 +25,9 @@ class JobView(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     worker: str | None = None
+    progress: float | None = None
+    eta_seconds: float | None = None
+    progress_at: datetime | None = None
     digits_source: str | None = None
     compute_seconds: float | None = None
     error: str | None = None
@@ -42,6 +45,10 @@ class JobView(BaseModel):
 
 class ViewReader(Protocol):
     def get_job(self, job_id: str) -> JobView | None: ...
+
+    def list_jobs(
+        self, status: str | None, limit: int, before: tuple[int, str] | None
+    ) -> list[JobView]: ...
 
     def stored_digits(self) -> int:
         """How many leading decimals of pi the view holds."""

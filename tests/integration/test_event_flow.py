@@ -14,7 +14,7 @@ import services.projector.__main__ as projector
 from services.calculator.stored_digits import StoredDigits
 from services.shared.events import JobRequested, decode_digits
 from services.shared.kafka import durable_producer, ensure_topics, publish
-from services.shared.settings import KafkaSettings
+from services.shared.settings import CalculatorSettings, KafkaSettings
 from services.shared.sqlite_view import SqliteView
 from tests.support import reference_pi_text, wait_until_async
 
@@ -59,9 +59,7 @@ async def digits_in_log(settings: KafkaSettings) -> str:
         for records in batch.values():
             for record in records:
                 chunk = decode_digits(record.value)
-                chunks[chunk.chunk_index] = max(
-                    chunks.get(chunk.chunk_index, ""), chunk.digits, key=len
-                )
+                assert chunks.setdefault(chunk.chunk_index, chunk.digits) == chunk.digits
     finally:
         await consumer.stop()
     return "".join(chunks[i] for i in sorted(chunks))
@@ -70,9 +68,11 @@ async def digits_in_log(settings: KafkaSettings) -> str:
 async def test_requested_jobs_are_computed_once_and_projected(
     kafka_settings: KafkaSettings, view_path: Path
 ) -> None:
-    view = SqliteView(view_path)
-    async with running(calculator.run(kafka_settings), projector.run(kafka_settings, view)):
-        await request(kafka_settings, ("small", 12), ("big", 5000))
+    view = SqliteView(view_path, writer=True)
+    async with running(
+        calculator.run(kafka_settings, CalculatorSettings()), projector.run(kafka_settings, view)
+    ):
+        await request(kafka_settings, ("small", 12), ("big", 150_000))
         for job_id in ("small", "big"):
             await wait_until_async(partial(_status_is, view, job_id, "complete"), 60, job_id)
         # Partitions are consumed in no fixed order: ask for the smaller one once "big" is done.
@@ -80,27 +80,32 @@ async def test_requested_jobs_are_computed_once_and_projected(
         await wait_until_async(
             lambda: _status_is(view, "smaller", "complete"), 60, "smaller complete"
         )
-    assert view.stored_digits() == 5000
-    assert "3." + "".join(view.iter_digits(5000)) == reference_pi_text(5000)
+    # Computations are rounded up to whole chunks of 100,000 digits.
+    assert view.stored_digits() == 200_000
+    assert "3." + "".join(view.iter_digits(200_000)) == reference_pi_text(200_000)
     smaller = view.get_job("smaller")
     assert smaller is not None and smaller.digits_source == "stored"
     # The log holds the largest job's digits once, not the sum of all jobs.
-    assert "3." + await digits_in_log(kafka_settings) == reference_pi_text(5000)
-    assert await StoredDigits(kafka_settings).at_least(1) == 5000
+    assert "3." + await digits_in_log(kafka_settings) == reference_pi_text(200_000)
+    assert await StoredDigits(kafka_settings).at_least(1) == 200_000
 
 
 async def test_the_projector_resumes_where_its_view_left_off(
     kafka_settings: KafkaSettings, view_path: Path
 ) -> None:
-    view = SqliteView(view_path)
+    view = SqliteView(view_path, writer=True)
     await request(kafka_settings, ("first", 10))
-    async with running(calculator.run(kafka_settings), projector.run(kafka_settings, view)):
+    async with running(
+        calculator.run(kafka_settings, CalculatorSettings()), projector.run(kafka_settings, view)
+    ):
         await wait_until_async(
             lambda: _status_is(view, "first", "complete"), 60, "first job complete"
         )
     positions_before = view.positions()
     await request(kafka_settings, ("second", 20))
-    async with running(calculator.run(kafka_settings), projector.run(kafka_settings, view)):
+    async with running(
+        calculator.run(kafka_settings, CalculatorSettings()), projector.run(kafka_settings, view)
+    ):
         await wait_until_async(
             lambda: _status_is(view, "second", "complete"), 60, "second job complete"
         )

@@ -1,5 +1,6 @@
 """The calculator's handler, run with in-memory stand-ins for its publishing and computing."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.calculator.handler import (
@@ -7,13 +8,16 @@ from services.calculator.handler import (
     ComputeError,
     chunks_to_store,
     handle_job_requested,
+    whole_chunks,
 )
+from services.calculator.progress import CostModel
 from services.shared.events import (
     DIGITS_PER_CHUNK,
     DigitsStored,
     JobCompleted,
     JobEvent,
     JobFailed,
+    JobProgressed,
     JobRequested,
     JobStarted,
 )
@@ -31,6 +35,7 @@ class FakeLog:
     chunks: dict[int, str] = field(default_factory=dict)
     computed: list[int] = field(default_factory=list)
     fail_with: str | None = None
+    engine_progress: list[float] = field(default_factory=list)
 
     def stored(self) -> int:
         return sum(len(d) for d in self.chunks.values())
@@ -45,31 +50,43 @@ class FakeLog:
         async def stored_digits(_wanted: int) -> int:
             return self.stored()
 
-        async def compute(num: int) -> str:
+        async def compute(num: int, on_progress: Callable[[float], None]) -> str:
             if self.fail_with:
                 raise ComputeError(self.fail_with)
+            for fraction in self.engine_progress:
+                on_progress(fraction)
             self.computed.append(num)
             return fake_decimals(num)
 
-        return CalculatorDeps(publish_job_event, publish_digits, stored_digits, compute, "w")
+        return CalculatorDeps(
+            publish_job_event, publish_digits, stored_digits, compute, "w", CostModel(), 0.0
+        )
 
 
-async def test_a_new_job_is_computed_stored_then_completed() -> None:
+async def test_a_new_job_computes_whole_chunks_stores_them_then_completes() -> None:
     log = FakeLog()
     await handle_job_requested(JobRequested(job_id="a", num=12), log.deps())
-    assert [type(e) for e in log.events] == [JobStarted, JobCompleted]
-    assert log.computed == [12] and log.chunks == {0: fake_decimals(12)}
-    completed = log.events[-1]
-    assert isinstance(completed, JobCompleted) and completed.digits_source == "computed"
+    assert isinstance(log.events[0], JobStarted) and isinstance(log.events[-1], JobCompleted)
+    assert log.computed == [C] and log.chunks == {0: fake_decimals(C)}
+    assert log.events[-1].digits_source == "computed"
 
 
 async def test_a_job_within_the_stored_digits_computes_nothing() -> None:
     log = FakeLog()
     await handle_job_requested(JobRequested(job_id="a", num=1000), log.deps())
-    await handle_job_requested(JobRequested(job_id="b", num=999), log.deps())
-    assert log.computed == [1000]
+    await handle_job_requested(JobRequested(job_id="b", num=C), log.deps())
+    assert log.computed == [C]
     completed = log.events[-1]
     assert isinstance(completed, JobCompleted) and completed.digits_source == "stored"
+    assert [type(e) for e in log.events if e.job_id == "b"] == [JobStarted, JobCompleted]
+
+
+async def test_a_larger_job_publishes_only_the_new_chunks() -> None:
+    log = FakeLog()
+    await handle_job_requested(JobRequested(job_id="a", num=10), log.deps())
+    await handle_job_requested(JobRequested(job_id="b", num=2 * C + 1), log.deps())
+    assert log.computed == [C, 3 * C]
+    assert sorted(log.chunks) == [0, 1, 2]
 
 
 async def test_a_failed_computation_fails_the_job() -> None:
@@ -79,11 +96,22 @@ async def test_a_failed_computation_fails_the_job() -> None:
     assert log.chunks == {}
 
 
-def test_only_chunks_beyond_the_stored_prefix_are_published_again() -> None:
-    decimals = fake_decimals(2 * C + 10)
-    chunks = list(chunks_to_store(decimals, already_stored=C + 5))
-    # Chunk 1 held 5 digits: it is published again whole, then the new chunk 2.
-    assert [(c.chunk_index, len(c.digits)) for c in chunks] == [(1, C), (2, 10)]
-    assert "".join(c.digits for c in chunks) == decimals[C:]
+async def test_engine_progress_is_published_as_job_progress() -> None:
+    log = FakeLog(engine_progress=[0.5])
+    deps = log.deps()
+    await handle_job_requested(JobRequested(job_id="a", num=5), deps)
+    # With a zero interval every tick publishes; a fast fake may finish before the first tick.
+    progressed = [e for e in log.events if isinstance(e, JobProgressed)]
+    assert all(0 <= e.progress <= 1 for e in progressed)
+
+
+def test_computations_are_rounded_up_to_whole_chunks() -> None:
+    assert [whole_chunks(n) for n in (1, C, C + 1)] == [C, C, 2 * C]
+
+
+def test_only_chunks_beyond_the_stored_prefix_are_published() -> None:
+    decimals = fake_decimals(3 * C)
+    assert [c.chunk_index for c in chunks_to_store(decimals, already_stored=C)] == [1, 2]
     assert [c.chunk_index for c in chunks_to_store(decimals, already_stored=0)] == [0, 1, 2]
-    assert list(chunks_to_store(decimals[:C], already_stored=C)) == []
+    assert "".join(c.digits for c in chunks_to_store(decimals, 0)) == decimals
+    assert list(chunks_to_store(decimals, already_stored=3 * C)) == []

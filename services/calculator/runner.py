@@ -1,0 +1,80 @@
+"""Runs jobs side by side, so small jobs never wait behind a large one.
+
+Large computations take the large lane, one at a time (the engine already uses both cores);
+everything else (jobs served from stored digits, small computations) starts at once.
+"""
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+from collections.abc import Callable, Hashable
+
+from services.calculator.handler import CalculatorDeps, handle_job_requested
+from services.shared.events import JobRequested
+
+log = logging.getLogger(__name__)
+
+_RETRY_SECONDS = (0.5, 1, 2, 5, 10)
+
+
+class JobRunner:
+    def __init__(self, deps: CalculatorDeps, large_from_digits: int, max_in_flight: int) -> None:
+        self._large_lane = asyncio.Semaphore(1)
+        self._large_from = large_from_digits
+        self._deps = dataclasses.replace(deps, compute_decimals=self._compute_in_lane)
+        self._compute = deps.compute_decimals
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._tasks: dict[asyncio.Task[None], tuple[str, Hashable]] = {}
+
+    async def start(
+        self, event: JobRequested, partition: Hashable, on_done: Callable[[], None]
+    ) -> None:
+        """Start the job; waits only when `max_in_flight` jobs are already running."""
+        await self._slots.acquire()
+        task = asyncio.create_task(self._run(event))
+        self._tasks[task] = (event.job_id, partition)
+
+        def finished(_: asyncio.Task[None]) -> None:
+            self._slots.release()
+            del self._tasks[task]
+            on_done()
+
+        task.add_done_callback(finished)
+
+    def cancel_job(self, job_id: str) -> bool:
+        tasks = [task for task, (job, _) in self._tasks.items() if job == job_id]
+        for task in tasks:
+            task.cancel()
+        return bool(tasks)
+
+    def cancel_partition(self, partition: Hashable) -> None:
+        for task, (_, owner) in list(self._tasks.items()):
+            if owner == partition:
+                task.cancel()
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _compute_in_lane(self, num: int, on_progress: Callable[[float], None]) -> str:
+        if num < self._large_from:
+            return await self._compute(num, on_progress)
+        async with self._large_lane:
+            return await self._compute(num, on_progress)
+
+    async def _run(self, event: JobRequested) -> None:
+        """Retries until the job's outcome is published: a broker outage must not lose it."""
+        for attempt in itertools.count():
+            try:
+                await handle_job_requested(event, self._deps)
+                return
+            except asyncio.CancelledError:
+                log.info("job stopped", extra={"job_id": event.job_id})
+                raise
+            except Exception:
+                delay = _RETRY_SECONDS[min(attempt, len(_RETRY_SECONDS) - 1)]
+                log.exception("job attempt failed; retrying", extra={"job_id": event.job_id})
+                await asyncio.sleep(delay)

@@ -1,0 +1,285 @@
+"""Killing one broker of three under a steady stream of submissions loses no acknowledged job."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from deploy.kafka.local_broker import free_port
+from deploy.kafka.local_cluster import MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, LocalCluster
+from deploy.local_stack import LocalStack
+from services.shared.settings import KafkaSettings
+from tests.e2e.conftest import stop_stack
+from tests.e2e.helpers import download_text, wait_complete
+from tests.support import reference_pi_text, wait_until
+
+CLIENT_TIMEOUT = 60.0  # above the producer's 40 s request timeout plus the 5 s view wait
+SUBMIT_EVERY = 0.03  # seconds between submissions
+IN_FLIGHT = 8  # at most this many POSTs unanswered; the stream skips a beat beyond that
+MAX_SUBMISSIONS = 1500
+BEFORE_KILL = 20  # jobs acknowledged before the kill
+AFTER_KILL = 30  # jobs submitted after the kill that must be acknowledged before the stream ends
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def distinct_free_ports(count: int) -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return list(ports)
+
+
+def rss_mib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def report(message: str) -> None:
+    print(f"[broker-loss] {message}", file=sys.stderr, flush=True)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    ports = distinct_free_ports(6)
+    cluster = LocalCluster(tmp_path / "kafka", ports[:3], ports[3:])
+    started = time.monotonic()
+    with cluster:
+        rss = {i: rss_mib(n.process.pid) for i, n in cluster.nodes.items() if n.process}
+        report(f"cluster ready in {time.monotonic() - started:.1f} s; RSS MiB by node: {rss}")
+        yield cluster
+
+
+@pytest.fixture
+def stack(cluster: LocalCluster, tmp_path: Path) -> Iterator[LocalStack]:
+    stack = LocalStack(
+        bootstrap_servers=cluster.bootstrap_servers,
+        data_dir=tmp_path / "stack",
+        api_port=free_port(),
+        downloader_port=free_port(),
+        topic_prefix="broker-loss",
+        log_to_files=True,
+        extra_env={
+            "PI_JOBS_REPLICATION_FACTOR": str(REPLICATION_FACTOR),
+            "PI_JOBS_MIN_INSYNC_REPLICAS": str(MIN_INSYNC_REPLICAS),
+        },
+    )
+    try:
+        stack.start()
+        stack.wait_ready(timeout=120)
+        yield stack
+    finally:
+        stop_stack(stack, show_logs=True)
+
+
+# --- what the brokers say about the topics ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    topic: str
+    partition: int
+    leader: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
+async def _describe(bootstrap: str, topics: list[str]) -> list[PartitionState]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    for topic in described:
+        assert topic["error_code"] == 0, topic
+    return [
+        PartitionState(
+            t["topic"], p["partition"], p["leader"], tuple(p["replicas"]), tuple(p["isr"])
+        )
+        for t in described
+        for p in t["partitions"]
+    ]
+
+
+async def _min_insync_replicas(bootstrap: str, topics: list[str]) -> dict[str, str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        wanted = {"min.insync.replicas": None}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, t, wanted) for t in topics]
+        responses = await admin.describe_configs(resources)
+    finally:
+        await admin.close()
+    found = {}
+    for response in responses:
+        for error_code, _, _, name, entries in response.resources:
+            assert error_code == 0, (name, error_code)
+            found[name] = {key: value for key, value, *_ in entries}["min.insync.replicas"]
+    return found
+
+
+def describe(bootstrap: str, topics: list[str]) -> list[PartitionState]:
+    return asyncio.run(_describe(bootstrap, topics))
+
+
+# --- a steady stream of submissions ----------------------------------------------------------
+
+
+@dataclass
+class Submission:
+    num: int
+    sent_at: float
+    answered_at: float | None = None
+    status: int | None = None  # None: no HTTP answer at all (timeout, connection error)
+    body: Any = None
+    error: str = ""
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.status == 200
+
+
+class SubmissionStream:
+    """POSTs a small job every SUBMIT_EVERY seconds from a background thread, never more than
+    IN_FLIGHT unanswered at once, and records every answer."""
+
+    def __init__(self, url: str) -> None:
+        self._client = httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT)
+        self._pool = ThreadPoolExecutor(IN_FLIGHT)
+        self._slots = threading.BoundedSemaphore(IN_FLIGHT)
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._random = random.Random(314159)
+        self._submissions: list[Submission] = []
+        self._thread = threading.Thread(target=self._run, name="submissions")
+
+    def _run(self) -> None:
+        while not self._stopping.is_set() and len(self._submissions) < MAX_SUBMISSIONS:
+            if self._slots.acquire(blocking=False):
+                submission = Submission(self._random.randint(1, 2000), time.monotonic())
+                with self._lock:
+                    self._submissions.append(submission)
+                self._pool.submit(self._post, submission)
+            self._stopping.wait(SUBMIT_EVERY)  # the stream's pace, not a wait for a condition
+
+    def _post(self, submission: Submission) -> None:
+        try:
+            response = self._client.post("/pi_job", data={"num": str(submission.num)})
+            submission.status = response.status_code
+            submission.body = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            submission.error = repr(error)
+        finally:
+            submission.answered_at = time.monotonic()
+            self._slots.release()
+
+    def submissions(self) -> list[Submission]:
+        with self._lock:
+            return list(self._submissions)
+
+    def acknowledged(self, sent_after: float = 0.0) -> list[Submission]:
+        return [s for s in self.submissions() if s.acknowledged and s.sent_at > sent_after]
+
+    def __enter__(self) -> SubmissionStream:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop submitting and wait for every POST in flight to be answered (or time out)."""
+        self._stopping.set()
+        self._thread.join()
+        self._pool.shutdown(wait=True)
+        self._client.close()
+
+
+# --- the test --------------------------------------------------------------------------------
+
+
+def test_every_acknowledged_job_completes_when_a_broker_is_killed(
+    cluster: LocalCluster, stack: LocalStack
+) -> None:
+    started = time.monotonic()
+    bootstrap = cluster.bootstrap_servers
+    kafka = KafkaSettings(kafka_bootstrap_servers=bootstrap, pi_jobs_topic_prefix="broker-loss")
+    topics = [kafka.events_topic, kafka.digits_topic]
+
+    partitions = describe(bootstrap, [*topics, "__consumer_offsets"])
+    assert {p.topic for p in partitions} == {*topics, "__consumer_offsets"}
+    for p in partitions:
+        assert len(p.replicas) == REPLICATION_FACTOR and len(p.isr) == REPLICATION_FACTOR, p
+    assert asyncio.run(_min_insync_replicas(bootstrap, topics)) == {
+        t: str(MIN_INSYNC_REPLICAS) for t in topics
+    }
+
+    # The active controller: its loss costs a controller election on top of moving the
+    # leadership of the partitions it leads, a share of the events topic's among them.
+    victim = cluster.active_controller()
+    led = [p.partition for p in partitions if p.topic == kafka.events_topic and p.leader == victim]
+    coordinator = next(p.leader for p in partitions if p.topic == "__consumer_offsets")
+    report(f"killing node {victim}: controller, leads events partitions {led}; "
+           f"group coordinator is node {coordinator}")  # fmt: skip
+
+    with SubmissionStream(stack.url) as stream:
+        wait_until(
+            lambda: len(stream.acknowledged()) >= BEFORE_KILL, 60, "submissions before the kill"
+        )
+        killed_at = time.monotonic()
+        cluster.kill(victim)
+        wait_until(
+            lambda: len(stream.acknowledged(sent_after=killed_at)) >= AFTER_KILL,
+            120,
+            f"{AFTER_KILL} submissions sent after the kill to be acknowledged",
+        )
+    submissions = stream.submissions()
+    acknowledged = [s for s in submissions if s.acknowledged]
+    slowest = max(s.answered_at - s.sent_at for s in submissions if s.answered_at is not None)
+    report(
+        f"{len(submissions)} POSTs: {len(acknowledged)} acknowledged, "
+        f"{sum(s.status == 503 for s in submissions)} answered 503, "
+        f"slowest answer {slowest:.1f} s"
+    )
+
+    for s in submissions:
+        assert s.status in (200, 503), s  # never a 500, never a hang past the client timeout
+        if s.status == 200:
+            assert s.body["success"] is True and isinstance(s.body["job_id"], str), s
+        else:
+            assert s.body["success"] is False and isinstance(s.body["error"], str), s
+
+    with httpx.Client(base_url=stack.url, timeout=CLIENT_TIMEOUT) as client:
+        for s in acknowledged:
+            status = wait_complete(client, s.body["job_id"], timeout=120)
+            assert status["num"] == s.num
+            assert download_text(client, s.body["job_id"]) == reference_pi_text(s.num)
+    report(f"all {len(acknowledged)} acknowledged jobs complete with the right digits")
+
+    # The killed node comes back and catches up: every replica in sync again.
+    cluster.restart(victim)
+    wait_until(
+        lambda: all(len(p.isr) == REPLICATION_FACTOR for p in describe(bootstrap, topics)),
+        120,
+        f"node {victim} to rejoin the in-sync replicas",
+    )
+    report(f"node {victim} rejoined; test took {time.monotonic() - started:.1f} s")
