@@ -3,28 +3,32 @@
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from services.api.errors import ApiError, install_error_handlers
 from services.api.gateway import proxy_download
-from services.api.job_ids import is_job_id
-from services.api.jobs import job_status, submit_job
+from services.api.jobs import JobCommands, cancel_job, job_status, submit_job
+from services.api.listing import MAX_PAGE, list_jobs
+from services.api.live import status_events
 from services.api.readiness import check_readiness
-from services.api.submission import MAX_BODY_BYTES, media_type, parse_num, validate_num
-from services.shared.events import JobRequested
+from services.api.submission import read_num
+from services.shared.events import JobEvent
 from services.shared.kafka import connect_with_retry, durable_producer, ensure_topics, publish
 from services.shared.settings import ApiSettings, KafkaSettings
-from services.shared.view import ViewReader
+from services.shared.view import JobStatus, ViewReader
+from services.shared.web import ApiError, find_job, install_error_handlers
 
 log = logging.getLogger("api")
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
 @dataclass
@@ -58,7 +62,7 @@ def create_app(api: ApiSettings, kafka: KafkaSettings, view: ViewReader) -> Fast
     app = FastAPI(title="pi-jobs", lifespan=lifespan)
     install_error_handlers(app)
 
-    async def publish_request(event: JobRequested) -> tuple[int, int]:
+    async def publish_event(event: JobEvent) -> tuple[int, int]:
         if connections.producer is None:
             raise ApiError(503, "the job queue is not reachable yet: try again shortly")
         try:
@@ -67,29 +71,47 @@ def create_app(api: ApiSettings, kafka: KafkaSettings, view: ViewReader) -> Fast
             log.exception("publishing failed", extra={"job_id": event.job_id})
             raise ApiError(503, "the job queue is unavailable: try again shortly") from None
 
+    commands = JobCommands(
+        publish_event, view, kafka.events_topic, api.pi_jobs_projection_wait_seconds
+    )
+
     @app.post("/pi_job")
-    async def create_job(request: Request) -> dict[str, Any]:
-        content_type = request.headers.get("content-type", "")
-        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
-            raise ApiError(413, f"request body too large: at most {MAX_BODY_BYTES} bytes")
-        if media_type(content_type) == "multipart/form-data":
-            form = await request.form()
-            num = validate_num(form.get("num"), api.pi_jobs_max_num)
-        else:
-            num = parse_num(await request.body(), content_type, api.pi_jobs_max_num)
-        job_id = await submit_job(
-            num, publish_request, view, kafka.events_topic, api.pi_jobs_projection_wait_seconds
-        )
+    async def create_job(
+        request: Request, idempotency_key: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise ApiError(400, "Idempotency-Key must be 1 to 200 printable ASCII characters")
+        num = await read_num(request, api.pi_jobs_max_num)
+        job_id = await submit_job(num, idempotency_key, commands)
         return {"success": True, "job_id": job_id}
 
     @app.get("/pi_job/{job_id}")
     def get_job(job_id: str) -> dict[str, Any]:
         return job_status(job_id, view)
 
+    @app.delete("/pi_job/{job_id}")
+    async def delete_job(job_id: str) -> dict[str, Any]:
+        return await cancel_job(job_id, commands)
+
+    @app.get("/pi_job/{job_id}/events")
+    async def job_events(job_id: str) -> StreamingResponse:
+        return StreamingResponse(
+            await status_events(job_id, view),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @app.get("/pi_jobs")
+    def get_jobs(
+        status: JobStatus | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        return list_jobs(view, status, limit, cursor)
+
     @app.get("/download_pi_job/{job_id}")
     async def download(job_id: str) -> StreamingResponse:
-        if not is_job_id(job_id):
-            raise ApiError(404, f"no job with id {job_id[:80]!r}")
+        find_job(job_id, view)  # 404 here for ids that are not jobs: never forwarded
         return await proxy_download(connections.downloader, f"/download_pi_job/{job_id}")
 
     @app.get("/healthz")

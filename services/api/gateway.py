@@ -4,7 +4,7 @@ import httpx
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from services.api.errors import ApiError
+from services.shared.web import ApiError
 
 _PASSED_HEADERS = (
     "content-type",

@@ -1,75 +1,89 @@
-"""Submitting a job and reading its status: the API's handlers, with dependencies passed in."""
+"""Submitting, cancelling and reading jobs: the API's handlers, with dependencies passed in."""
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from services.api.errors import ApiError
-from services.api.job_ids import is_job_id, new_job_id
-from services.shared.events import JobRequested
-from services.shared.view import JobView, ViewReader
+from services.shared.events import JobCancelled, JobEvent, JobRequested
+from services.shared.job_ids import idempotent_job_id, new_job_id
+from services.shared.view import TERMINAL_STATUSES, JobView, ViewReader
+from services.shared.web import ApiError, find_job
 
 log = logging.getLogger(__name__)
 
-# Publishes an event and returns the (partition, offset) the broker acknowledged.
-PublishRequest = Callable[[JobRequested], Awaitable[tuple[int, int]]]
+
+@dataclass(frozen=True)
+class JobCommands:
+    # Publishes an event and returns the (partition, offset) the broker acknowledged.
+    publish: Callable[[JobEvent], Awaitable[tuple[int, int]]]
+    view: ViewReader
+    events_topic: str
+    projection_wait_seconds: float
+
+    async def publish_and_wait(self, event: JobEvent) -> None:
+        """Read-your-writes: return once the view has applied the event (or the wait is over)."""
+        partition, offset = await self.publish(event)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.projection_wait_seconds
+        delay = 0.001
+        while self.view.position(self.events_topic, partition) <= offset:
+            if loop.time() >= deadline:
+                log.warning("view is behind; answering anyway", extra={"job_id": event.job_id})
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
 
-async def submit_job(
-    num: int,
-    publish: PublishRequest,
-    view: ViewReader,
-    events_topic: str,
-    projection_wait_seconds: float,
-) -> str:
-    job_id = new_job_id()
-    partition, offset = await publish(JobRequested(job_id=job_id, num=num))
-    log.info("job requested", extra={"job_id": job_id, "num": num, "partition": partition})
-    # Read-your-writes: answer once the view shows the job, so a GET right after never 404s.
-    if not await _wait_for_view(view, events_topic, partition, offset, projection_wait_seconds):
-        log.warning("view is behind; answering anyway", extra={"job_id": job_id})
+async def submit_job(num: int, idempotency_key: str | None, commands: JobCommands) -> str:
+    job_id = new_job_id() if idempotency_key is None else idempotent_job_id(idempotency_key)
+    if idempotency_key is None or commands.view.get_job(job_id) is None:
+        await commands.publish_and_wait(JobRequested(job_id=job_id, num=num))
+        log.info("job requested", extra={"job_id": job_id, "num": num})
+    if idempotency_key is not None:
+        # Only the first request with a key creates the job (the projection keeps the first).
+        job = commands.view.get_job(job_id)
+        if job is not None and job.num != num:
+            raise ApiError(409, f"Idempotency-Key already used for a job with num={job.num}")
     return job_id
 
 
-async def _wait_for_view(
-    view: ViewReader, topic: str, partition: int, offset: int, timeout: float
-) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    delay = 0.001
-    while view.position(topic, partition) <= offset:
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.05)
-    return True
+async def cancel_job(job_id: str, commands: JobCommands) -> dict[str, Any]:
+    job = find_job(job_id, commands.view)
+    if job.status in TERMINAL_STATUSES:
+        raise ApiError(409, f"job {job_id} is already {job.status}: nothing to cancel")
+    await commands.publish_and_wait(JobCancelled(job_id=job_id))
+    job = find_job(job_id, commands.view)
+    if job.status != "cancelled":
+        raise ApiError(409, f"job {job_id} is already {job.status}: nothing to cancel")
+    log.info("job cancelled", extra={"job_id": job_id})
+    return {"success": True, "job_id": job_id, "status": "cancelled"}
 
 
 def job_status(job_id: str, view: ViewReader) -> dict[str, Any]:
-    job = find_job(job_id, view)
-    seen = job.as_seen_with(view.stored_digits())
-    duration = (
-        (seen.finished_at - seen.requested_at).total_seconds()
-        if seen.finished_at and seen.status in ("complete", "failed")
-        else None
-    )
+    return status_body(find_job(job_id, view), view.stored_digits())
+
+
+def status_body(job: JobView, stored_digits: int) -> dict[str, Any]:
+    seen = job.as_seen_with(stored_digits)
+    finished = seen.status in TERMINAL_STATUSES
+    running = seen.status == "in_progress"
     return {
         "success": True,
         "job_id": seen.job_id,
         "num": seen.num,
         "status": seen.status,
+        "progress": seen.progress if running or seen.status == "complete" else None,
+        "eta_seconds": seen.eta_seconds if running else None,
         "requested_at": seen.requested_at,
         "started_at": seen.started_at,
-        "finished_at": seen.finished_at if duration is not None else None,
-        "duration_seconds": duration,
-        "digits_source": seen.digits_source if duration is not None else None,
+        "finished_at": seen.finished_at if finished else None,
+        "duration_seconds": (
+            (seen.finished_at - seen.requested_at).total_seconds()
+            if finished and seen.finished_at
+            else None
+        ),
+        "digits_source": seen.digits_source if seen.status == "complete" else None,
         "error": seen.error,
     }
-
-
-def find_job(job_id: str, view: ViewReader) -> JobView:
-    job = view.get_job(job_id) if is_job_id(job_id) else None
-    if job is None:
-        raise ApiError(404, f"no job with id {job_id[:80]!r}")
-    return job

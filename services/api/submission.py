@@ -4,10 +4,36 @@ import json
 import re
 from urllib.parse import parse_qs
 
-from services.api.errors import ApiError
+from starlette.requests import Request
+
+from services.shared.web import ApiError
 
 _ASCII_WHOLE_NUMBER = re.compile(r"^[0-9]{1,20}$")
 MAX_BODY_BYTES = 16 * 1024
+
+
+async def read_num(request: Request, max_num: int) -> int:
+    """`num` from the request body, whatever its (supported) content type."""
+    declared = request.headers.get("content-length", "0")
+    if not declared.isdigit():
+        raise ApiError(400, "Content-Length must be a whole number")
+    if int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, f"request body too large: at most {MAX_BODY_BYTES} bytes")
+    content_type = request.headers.get("content-type", "")
+    if media_type(content_type) == "multipart/form-data":
+        form = await request.form(max_files=0, max_fields=10)
+        return validate_num(form.get("num"), max_num)
+    return parse_num(await _read_capped(request), content_type, max_num)
+
+
+async def _read_capped(request: Request) -> bytes:
+    """The body, refused as soon as it outgrows the cap (a chunked body has no length)."""
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(413, f"request body too large: at most {MAX_BODY_BYTES} bytes")
+    return bytes(body)
 
 
 def parse_num(body: bytes, content_type: str, max_num: int) -> int:

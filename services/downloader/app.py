@@ -6,10 +6,9 @@ from collections.abc import Iterator
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
-from services.api.errors import ApiError, install_error_handlers
-from services.api.jobs import find_job
 from services.downloader.zipstream import zip_single_file
 from services.shared.view import ViewReader
+from services.shared.web import ApiError, find_job, install_error_handlers
 
 _PIECE = 1 << 20
 

@@ -100,7 +100,7 @@ def test_the_api_is_ready_and_answers_unknown_paths_with_json(client: httpx.Clie
     assert client.get("/readyz").json() == {"success": True}
     response = client.get("/no/such/thing")
     assert response.status_code == 404 and response.json()["success"] is False
-    response = client.delete("/pi_job/0123456789abcdef0123456789abcdef")
+    response = client.put("/pi_job/0123456789abcdef0123456789abcdef")
     assert response.status_code == 405 and json.loads(response.text)["success"] is False
 
 

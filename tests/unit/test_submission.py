@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from services.api.errors import ApiError
+from services.shared.web import ApiError
 from services.api.submission import MAX_BODY_BYTES, parse_num
 
 FORM = "application/x-www-form-urlencoded"

@@ -1,9 +1,12 @@
-"""Every error leaves the API as {"success": false, "error": "..."} with a 4xx or 503 status."""
+"""What both HTTP services share: errors as {"success": false, "error": "..."}, job lookups."""
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+
+from services.shared.job_ids import is_job_id
+from services.shared.view import JobView, ViewReader
 
 
 class ApiError(Exception):
@@ -36,3 +39,11 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+
+
+def find_job(job_id: str, view: ViewReader) -> JobView:
+    """The job, or a 404 that says so; anything that is not a job id is simply not found."""
+    job = view.get_job(job_id) if is_job_id(job_id) else None
+    if job is None:
+        raise ApiError(404, f"no job with id {job_id[:80]!r}")
+    return job

@@ -1,0 +1,37 @@
+"""Paging through jobs, newest first, with an opaque cursor."""
+
+import base64
+import binascii
+from typing import Any
+
+from services.api.jobs import status_body
+from services.shared.view import JobStatus, JobView, ViewReader
+from services.shared.web import ApiError
+
+MAX_PAGE = 100
+
+
+def list_jobs(
+    view: ViewReader, status: JobStatus | None, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    jobs = view.list_jobs(status, limit, _decode(cursor) if cursor else None)
+    stored = view.stored_digits()
+    return {
+        "success": True,
+        "jobs": [status_body(job, stored) for job in jobs],
+        "next_cursor": _encode(jobs[-1]) if len(jobs) == limit else None,
+    }
+
+
+def _encode(job: JobView) -> str:
+    position = f"{int(job.requested_at.timestamp() * 1_000_000)}:{job.job_id}"
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[int, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        micros, job_id = base64.urlsafe_b64decode(padded).decode().split(":")
+        return int(micros), job_id
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ApiError(400, "cursor is not one this API returned: start without it") from None
