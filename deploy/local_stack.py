@@ -46,14 +46,18 @@ class LocalStack:
 
     def start(self, *services: str) -> None:
         for service in services or SERVICES:
-            log = self.log_path(service) if self.log_to_files else None
-            command = [sys.executable, "-m", f"services.{service}"]
-            self.processes[service] = spawn(command, self.env(), log)
+            self.start_replica(service, service)
 
-    def stop(self, *services: str) -> None:
-        # The API first, so nothing new is accepted while the rest shut down.
-        for service in services or tuple(reversed(SERVICES)):
-            process = self.processes.pop(service, None)
+    def start_replica(self, service: str, name: str, **env: str) -> None:
+        """Another process of `service` (a second calculator, say), known by `name`."""
+        log = self.log_path(name) if self.log_to_files else None
+        command = [sys.executable, "-m", f"services.{service}"]
+        self.processes[name] = spawn(command, {**self.env(), **env}, log)
+
+    def stop(self, *names: str) -> None:
+        # In reverse order of starting: the API first, so nothing new is accepted meanwhile.
+        for name in names or tuple(reversed(self.processes)):
+            process = self.processes.pop(name, None)
             if process is not None:
                 stop(process)
 

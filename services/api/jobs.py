@@ -85,5 +85,6 @@ def status_body(job: JobView, stored_digits: int) -> dict[str, Any]:
             else None
         ),
         "digits_source": seen.digits_source if seen.status == "complete" else None,
+        "worker": seen.worker,
         "error": seen.error,
     }

@@ -4,6 +4,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,6 +38,8 @@ class CalculatorDeps:
     worker: str
     cost_model: CostModel
     progress_interval_seconds: float = 3.0
+    # Held while computing so many decimals: where large computations wait their turn.
+    compute_slot: Callable[[int], AbstractAsyncContextManager[None]] = lambda _: nullcontext()
 
 
 def whole_chunks(num: int) -> int:
@@ -56,20 +59,23 @@ def chunks_to_store(decimals: str, already_stored: int) -> Iterator[DigitsStored
 
 async def handle_job_requested(event: JobRequested, deps: CalculatorDeps) -> None:
     job = {"job_id": event.job_id, "num": event.num}
-    await deps.publish_job_event(JobStarted(job_id=event.job_id, worker=deps.worker))
+    started_event = JobStarted(job_id=event.job_id, worker=deps.worker)
     if event.num <= await deps.stored_digits(event.num):
+        await deps.publish_job_event(started_event)
         await _complete(event, deps, "stored", 0.0)
         log.info("job served from stored digits", extra=job)
         return
     target = whole_chunks(event.num)
-    log.info("computing digits", extra={**job, "computing": target})
-    started = time.perf_counter()
-    try:
-        decimals = await _compute_with_progress(event, target, deps)
-    except ComputeError as error:
-        await deps.publish_job_event(JobFailed(job_id=event.job_id, error=str(error)))
-        log.error("job failed", extra={**job, "error": str(error)})
-        return
+    async with deps.compute_slot(target):  # the job stays queued while it waits here
+        await deps.publish_job_event(started_event)
+        log.info("computing digits", extra={**job, "computing": target})
+        started = time.perf_counter()
+        try:
+            decimals = await _compute_with_progress(event, target, deps)
+        except ComputeError as error:
+            await deps.publish_job_event(JobFailed(job_id=event.job_id, error=str(error)))
+            log.error("job failed", extra={**job, "error": str(error)})
+            return
     compute_seconds = time.perf_counter() - started
     deps.cost_model.learn(target, compute_seconds)
     # Another job may have stored some of these meanwhile: publish only what is still new.

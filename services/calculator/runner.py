@@ -9,6 +9,7 @@ import dataclasses
 import itertools
 import logging
 from collections.abc import Callable, Hashable
+from contextlib import AbstractAsyncContextManager, nullcontext
 
 from services.calculator.handler import CalculatorDeps, handle_job_requested
 from services.shared.events import JobRequested
@@ -22,8 +23,7 @@ class JobRunner:
     def __init__(self, deps: CalculatorDeps, large_from_digits: int, max_in_flight: int) -> None:
         self._large_lane = asyncio.Semaphore(1)
         self._large_from = large_from_digits
-        self._deps = dataclasses.replace(deps, compute_decimals=self._compute_in_lane)
-        self._compute = deps.compute_decimals
+        self._deps = dataclasses.replace(deps, compute_slot=self._compute_slot)
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: dict[asyncio.Task[None], tuple[str, Hashable]] = {}
 
@@ -59,11 +59,8 @@ class JobRunner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _compute_in_lane(self, num: int, on_progress: Callable[[float], None]) -> str:
-        if num < self._large_from:
-            return await self._compute(num, on_progress)
-        async with self._large_lane:
-            return await self._compute(num, on_progress)
+    def _compute_slot(self, num: int) -> AbstractAsyncContextManager[None]:
+        return self._large_lane if num >= self._large_from else nullcontext()
 
     async def _run(self, event: JobRequested) -> None:
         """Retries until the job's outcome is published: a broker outage must not lose it."""

@@ -42,7 +42,7 @@ class ApiSettings(BaseSettings):
 
     pi_jobs_host: str = "127.0.0.1"
     pi_jobs_port: int = 3000
-    pi_jobs_max_num: int = Field(default=10_000_000, ge=1)
+    pi_jobs_max_num: int = Field(default=100_000_000, ge=1)
     pi_jobs_downloader_url: str = "http://127.0.0.1:3002"
     # How long a POST waits for the view to show the new job (read-your-writes).
     pi_jobs_projection_wait_seconds: float = 5.0

@@ -31,9 +31,10 @@ def start_stack(bootstrap: str, data_dir: Path, topic_prefix: str | None = None)
 
 
 def stop_stack(stack: LocalStack, show_logs: bool = False) -> None:
+    names = list(stack.processes) or list(SERVICES)
     stack.stop()
     if show_logs:
-        for service in SERVICES:
+        for service in names:
             path = stack.log_path(service)
             if path.exists():
                 tail = path.read_text(errors="replace").splitlines()[-15:]

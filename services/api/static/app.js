@@ -1,0 +1,267 @@
+// The pi-jobs page: submit a job, follow it live (server-sent events, polling as a fallback),
+// download its zip and list recent jobs. Plain DOM, no framework, no build step.
+
+const TERMINAL = new Set(["complete", "failed", "cancelled"]);
+const LABELS = {
+  queued: "Queued",
+  in_progress: "In progress",
+  complete: "Complete",
+  failed: "Failed",
+  cancelled: "Cancelled",
+};
+const RECENT_LIMIT = 20;
+const RECENT_EVERY_MS = 5000;
+const POLL_EVERY_MS = 1000;
+
+const $ = (id) => document.getElementById(id);
+let watched = null; // {id, source, timer}
+
+async function call(method, path, body) {
+  const options = { method, headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch {
+    throw new Error("The service cannot be reached: try again shortly.");
+  }
+  const answer = await response.json().catch(() => null);
+  if (!response.ok || !answer || answer.success === false) {
+    const error = new Error(answer?.error || `The service answered HTTP ${response.status}.`);
+    error.status = response.status;
+    throw error;
+  }
+  return answer;
+}
+
+function showMessage(text) {
+  const message = $("message");
+  message.textContent = text || "";
+  message.hidden = !text;
+}
+
+function formatSeconds(seconds) {
+  if (typeof seconds !== "number" || seconds < 0) return "";
+  if (seconds < 10) return `${seconds.toFixed(1)} s`;
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 90) return `${minutes} min ${Math.round(seconds % 60)} s`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+function formatTime(iso) {
+  if (!iso) return "";
+  const time = new Date(iso);
+  return Number.isNaN(time.getTime()) ? String(iso) : time.toLocaleString();
+}
+
+function downloadLink(id, text) {
+  const link = document.createElement("a");
+  link.href = `download_pi_job/${id}`;
+  link.download = `digits_of_pi_${id}.zip`;
+  link.textContent = text;
+  return link;
+}
+
+function render(job) {
+  $("job").hidden = false;
+  $("job-id").textContent = job.job_id;
+  const bar = $("job-progress");
+  const progress = job.status === "complete" ? 1 : job.progress;
+  if (typeof progress === "number") bar.value = progress;
+  else if (job.status === "queued" || job.status === "in_progress") bar.removeAttribute("value");
+  else bar.value = 0;
+
+  let state = LABELS[job.status] || job.status;
+  if (job.status === "in_progress" && typeof job.progress === "number") {
+    state += ` — ${Math.floor(job.progress * 100)}%`;
+  }
+  if (job.status === "in_progress" && typeof job.eta_seconds === "number") {
+    state += `, about ${formatSeconds(job.eta_seconds)} left`;
+  }
+  if (job.status === "complete" && typeof job.duration_seconds === "number") {
+    state += ` in ${formatSeconds(job.duration_seconds)}`;
+  }
+  $("job-state").textContent = state;
+  $("job-state").dataset.status = job.status;
+
+  const details = [
+    ["Decimals", typeof job.num === "number" ? job.num.toLocaleString() : job.num],
+    ["Requested", formatTime(job.requested_at)],
+    ["Started", formatTime(job.started_at)],
+    ["Finished", formatTime(job.finished_at)],
+    ["Digits from", job.digits_source],
+    ["Error", job.error],
+  ];
+  $("job-details").replaceChildren(
+    ...details
+      .filter(([, value]) => value !== null && value !== undefined && value !== "")
+      .flatMap(([name, value]) => {
+        const term = document.createElement("dt");
+        term.textContent = name;
+        const description = document.createElement("dd");
+        description.textContent = value;
+        return [term, description];
+      }),
+  );
+
+  const download = $("job-download");
+  download.hidden = job.status !== "complete";
+  download.href = `download_pi_job/${job.job_id}`;
+  download.download = `digits_of_pi_${job.job_id}.zip`;
+  $("job-cancel").hidden = TERMINAL.has(job.status);
+}
+
+function stopWatching() {
+  if (!watched) return;
+  watched.source?.close();
+  clearTimeout(watched.timer);
+  watched = null;
+}
+
+function update(current, job) {
+  if (watched !== current) return;
+  render(job);
+  if (TERMINAL.has(job.status)) {
+    stopWatching();
+    refreshRecent();
+  }
+}
+
+async function poll(current) {
+  if (watched !== current) return;
+  try {
+    update(current, await call("GET", `pi_job/${current.id}`));
+  } catch (error) {
+    showMessage(error.message);
+    if (error.status === 404) return stopWatching();
+  }
+  if (watched === current) current.timer = setTimeout(() => poll(current), POLL_EVERY_MS);
+}
+
+function watch(id) {
+  if (watched?.id === id) return;
+  stopWatching();
+  showMessage("");
+  const current = { id, source: null, timer: 0 };
+  watched = current;
+  history.replaceState(null, "", `#job=${id}`);
+  highlightRecent();
+  if (!("EventSource" in window)) return poll(current);
+  const source = new EventSource(`pi_job/${id}/events`);
+  current.source = source;
+  source.addEventListener("status", (event) => {
+    try {
+      update(current, JSON.parse(event.data));
+    } catch {
+      // a malformed event: polling knows better
+    }
+  });
+  source.onerror = () => {
+    // The stream broke before the job finished (or is not offered): poll from here on.
+    source.close();
+    current.source = null;
+    poll(current);
+  };
+}
+
+function highlightRecent() {
+  for (const row of $("recent-jobs").rows) {
+    row.classList.toggle("current", row.dataset.jobId === watched?.id);
+  }
+}
+
+function recentRow(job) {
+  const row = document.createElement("tr");
+  row.dataset.jobId = job.job_id;
+  const cells = Array.from({ length: 5 }, () => row.insertCell());
+  const link = document.createElement("a");
+  link.href = `#job=${job.job_id}`;
+  link.className = "id";
+  link.title = job.job_id;
+  link.textContent = job.job_id.slice(0, 8);
+  cells[0].append(link);
+  cells[1].className = "number";
+  cells[1].textContent = typeof job.num === "number" ? job.num.toLocaleString() : job.num;
+  const badge = document.createElement("span");
+  badge.className = `badge ${job.status}`;
+  badge.textContent = LABELS[job.status] || job.status;
+  if (job.status === "in_progress" && typeof job.progress === "number") {
+    badge.textContent += ` ${Math.floor(job.progress * 100)}%`;
+  }
+  cells[2].append(badge);
+  cells[3].textContent = formatTime(job.requested_at);
+  if (job.status === "complete") cells[4].append(downloadLink(job.job_id, "zip"));
+  return row;
+}
+
+let recentTimer = 0;
+async function refreshRecent() {
+  clearTimeout(recentTimer);
+  try {
+    const page = await call("GET", `pi_jobs?limit=${RECENT_LIMIT}`);
+    const jobs = Array.isArray(page.jobs) ? page.jobs : [];
+    $("recent-jobs").replaceChildren(...jobs.map(recentRow));
+    $("recent").hidden = jobs.length === 0;
+    $("recent-empty").hidden = jobs.length !== 0;
+    $("recent-empty").textContent = "No jobs yet.";
+    highlightRecent();
+  } catch (error) {
+    $("recent-empty").hidden = false;
+    $("recent-empty").textContent = `Recent jobs are unavailable: ${error.message}`;
+  }
+  recentTimer = setTimeout(refreshRecent, RECENT_EVERY_MS);
+}
+
+async function submit(event) {
+  event.preventDefault();
+  const input = $("num");
+  const text = input.value.trim();
+  if (!/^[0-9]+$/.test(text) || Number(text) < 1) {
+    showMessage("Enter a whole number of decimals, at least 1.");
+    input.focus();
+    return;
+  }
+  const button = $("submit-button");
+  button.disabled = true;
+  showMessage("");
+  try {
+    const answer = await call("POST", "pi_job", { num: Number(text) });
+    watch(answer.job_id);
+    refreshRecent();
+  } catch (error) {
+    showMessage(error.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function cancel() {
+  if (!watched) return;
+  const id = watched.id;
+  try {
+    await call("DELETE", `pi_job/${id}`);
+    const job = await call("GET", `pi_job/${id}`);
+    if (watched?.id === id) update(watched, job);
+    else render(job);
+  } catch (error) {
+    showMessage(error.message);
+  }
+}
+
+function watchFromHash() {
+  const match = /^#job=([0-9a-f]{32})$/.exec(location.hash);
+  if (match) watch(match[1]);
+}
+
+$("submit-form").addEventListener("submit", submit);
+$("job-cancel").addEventListener("click", cancel);
+window.addEventListener("hashchange", watchFromHash);
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) refreshRecent();
+});
+watchFromHash();
+refreshRecent();
