@@ -110,9 +110,12 @@ def create_app(api: ApiSettings, kafka: KafkaSettings, view: ViewReader) -> Fast
         return list_jobs(view, status, limit, cursor)
 
     @app.get("/download_pi_job/{job_id}")
-    async def download(job_id: str) -> StreamingResponse:
+    async def download(
+        job_id: str, if_none_match: Annotated[str | None, Header()] = None
+    ) -> StreamingResponse:
         find_job(job_id, view)  # 404 here for ids that are not jobs: never forwarded
-        return await proxy_download(connections.downloader, f"/download_pi_job/{job_id}")
+        path = f"/download_pi_job/{job_id}"
+        return await proxy_download(connections.downloader, path, if_none_match)
 
     @app.get("/healthz")
     def healthz() -> dict[str, bool]:

@@ -16,9 +16,14 @@ _PASSED_HEADERS = (
 )
 
 
-async def proxy_download(client: httpx.AsyncClient, path: str) -> StreamingResponse:
+async def proxy_download(
+    client: httpx.AsyncClient, path: str, if_none_match: str | None
+) -> StreamingResponse:
+    headers = {"If-None-Match": if_none_match} if if_none_match else {}
     try:
-        upstream = await client.send(client.build_request("GET", path), stream=True)
+        upstream = await client.send(
+            client.build_request("GET", path, headers=headers), stream=True
+        )
     except httpx.HTTPError:
         raise ApiError(503, "downloads are unavailable right now: try again shortly") from None
     headers = {k: v for k, v in upstream.headers.items() if k.lower() in _PASSED_HEADERS}

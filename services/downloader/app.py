@@ -1,10 +1,12 @@
 """Serves a finished job's digits as a zip, read from the projected view."""
 
+import functools
 import hashlib
 from collections.abc import Iterator
+from typing import Annotated
 
-from fastapi import FastAPI
-from fastapi.responses import StreamingResponse
+from fastapi import FastAPI, Header
+from fastapi.responses import Response, StreamingResponse
 
 from services.downloader.zipstream import zip_single_file
 from services.shared.view import ViewReader
@@ -29,14 +31,24 @@ def _sha256(view: ViewReader, num: int) -> str:
 
 def create_app(view: ViewReader) -> FastAPI:
     app = FastAPI(title="pi-jobs downloader")
+
+    @functools.lru_cache(maxsize=4096)
+    def sha256_of(num: int) -> str:
+        """The digits of pi never change, so neither does a prefix's hash: computed once."""
+        return _sha256(view, num)
+
     install_error_handlers(app)
 
-    @app.get("/download_pi_job/{job_id}")
-    def download(job_id: str) -> StreamingResponse:
+    @app.get("/download_pi_job/{job_id}", response_model=None)
+    def download(
+        job_id: str, if_none_match: Annotated[str | None, Header()] = None
+    ) -> StreamingResponse | Response:
         job = find_job(job_id, view).as_seen_with(view.stored_digits())
         if job.status != "complete":
             raise ApiError(404, f"job {job_id} is not complete (status: {job.status})")
-        sha256 = _sha256(view, job.num)
+        sha256 = sha256_of(job.num)
+        if if_none_match == f'"{sha256}"':
+            return Response(status_code=304, headers={"ETag": if_none_match})
         return StreamingResponse(
             zip_single_file(
                 f"digits_of_pi_{job_id}.txt",

@@ -33,6 +33,9 @@ def zip_single_file(name: str, modified: datetime, pieces: Iterable[bytes]) -> I
     sink = _Sink()
     member_info = zipfile.ZipInfo(name, date_time=modified.timetuple()[:6])
     member_info.compress_type = zipfile.ZIP_DEFLATED
+    # Level 1: 6x faster than the default on digits, for a zip 6% larger. (Public as
+    # ZipInfo.compress_level from Python 3.13.)
+    member_info._compresslevel = 1  # type: ignore[attr-defined]
     archive = zipfile.ZipFile(sink, "w")  # type: ignore[call-overload]
     with archive, archive.open(member_info, "w", force_zip64=True) as member:
         for piece in pieces:

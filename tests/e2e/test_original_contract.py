@@ -38,6 +38,10 @@ def test_json_submission_and_headers_of_the_download(client: httpx.Client) -> No
     assert download.headers["x-content-sha256"] == expected_sha
     assert download.headers["etag"] == f'"{expected_sha}"'
     assert "immutable" in download.headers["cache-control"]
+    cached = client.get(
+        f"/download_pi_job/{job_id}", headers={"If-None-Match": f'"{expected_sha}"'}
+    )
+    assert cached.status_code == 304 and cached.content == b""
 
 
 def test_a_status_read_right_after_submitting_never_404s(client: httpx.Client) -> None:
