@@ -47,8 +47,10 @@ format: install
 	$(BIN)/ruff format services deploy tests bench
 	$(BIN)/ruff check --fix services deploy tests bench
 
+# Timings, not tests. BENCH_ARGS=--huge adds 100,000,000 decimals to the engine table.
 bench: install
 	$(BIN)/python bench/bench_engine.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_flow.py
 
 # Re-pin every dependency after changing pyproject.toml.
 lock:

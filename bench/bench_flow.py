@@ -46,7 +46,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--small", type=int, default=1000, help="digits of the small jobs")
     parser.add_argument("--repeat", type=int, default=30)
-    parser.add_argument("--download-digits", type=int, default=1_000_000)
+    parser.add_argument("--download-digits", type=int, default=10_000_000)
+    parser.add_argument("--big", type=int, default=30_000_000, help="the job small ones run beside")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         broker = LocalBroker(Path(tmp) / "kafka", port=free_port(), controller_port=free_port())
@@ -62,6 +63,24 @@ def main() -> None:
                 stack.stop()
 
 
+def small_while_big(client: httpx.Client, args: argparse.Namespace) -> None:
+    big = client.post("/pi_job", data={"num": str(args.big)}).json()["job_id"]
+    while client.get(f"/pi_job/{big}").json()["status"] != "in_progress":
+        time.sleep(0.01)
+    latencies: list[float] = []
+    while (
+        len(latencies) < args.repeat and client.get(f"/pi_job/{big}").json()["status"] != "complete"
+    ):
+        latencies.append(post_to_complete(client, args.small))
+    latencies.sort()
+    p95 = latencies[max(0, int(len(latencies) * 0.95) - 1)]
+    print(
+        f"{args.small}-digit jobs while a {args.big}-digit job computes (n={len(latencies)}): "
+        f"median {statistics.median(latencies) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms"
+    )
+    client.delete(f"/pi_job/{big}")
+
+
 def report(client: httpx.Client, args: argparse.Namespace) -> None:
     first = post_to_complete(client, args.small)
     print(f"{args.small}-digit job, first (computed):         {first * 1000:8.1f} ms")
@@ -72,6 +91,7 @@ def report(client: httpx.Client, args: argparse.Namespace) -> None:
         f"median {statistics.median(stored) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, "
         f"max {stored[-1] * 1000:.1f} ms"
     )
+    small_while_big(client, args)
     computed = post_to_complete(client, args.download_digits)
     print(f"{args.download_digits}-digit job (computed):     {computed:8.2f} s")
     first_byte, total, size = download(client, args.download_digits)
