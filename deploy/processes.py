@@ -1,20 +1,14 @@
 """Starting and stopping the project's processes: children that die with their parent."""
 
-import ctypes
 import os
-import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-_PR_SET_PDEATHSIG = 1
+from services.shared.runtime import die_with_parent
 
-
-def die_with_parent() -> None:
-    # Linux only: a SIGKILLed supervisor (or test run) leaves no orphans behind.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+__all__ = ["die_with_parent", "spawn", "stop"]
 
 
 def spawn(

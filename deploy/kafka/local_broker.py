@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from deploy.processes import die_with_parent
+from services.shared.runtime import die_with_parent
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -97,6 +97,13 @@ def _check_port_free(host: str, port: int) -> None:
             raise BrokerError(f"port {port} on {host} is already in use ({e.strerror})") from e
 
 
+def cluster_id_in(path: Path) -> str:
+    """The cluster id kept in `path`, created there (random, base64) the first time."""
+    if not path.exists():
+        path.write_text(base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode() + "\n")
+    return path.read_text().strip()
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     if not path.exists():
         return ""
@@ -121,24 +128,31 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return buf
 
 
-def probe_create_topic(host: str, port: int, timeout: float = 5.0) -> int:
+def exchange(host: str, port: int, request: bytes, timeout: float = 5.0) -> bytes:
+    """Send one size-prefixed request on a fresh connection; return the response, unprefixed."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        return _recv_exact(sock, size)
+
+
+def probe_create_topic(
+    host: str, port: int, timeout: float = 5.0, replication_factor: int = 1
+) -> int:
     """Send CreateTopics v4 with validate_only=true; return the topic's error code.
 
-    0 means the controller accepted a replication-factor-1 topic, i.e. a broker is
-    registered, unfenced and serving: what a client needs to create topics and produce.
+    0 means the controller accepted a topic of that replication factor, i.e. that many brokers
+    are registered and unfenced, and this one is serving: what a client needs to create topics
+    and produce.
     """
     body = (
         struct.pack(">i", 1)  # topics
         + _str("local-broker-readiness-probe")
-        + struct.pack(">ihii", 1, 1, 0, 0)  # partitions, replication, no assignments/configs
+        + struct.pack(">ihii", 1, replication_factor, 0, 0)  # partitions, no assignments/configs
         + struct.pack(">ib", int(timeout * 1000), 1)  # timeout_ms, validate_only
     )
     header = struct.pack(">hhi", 19, 4, 1) + _str("local-broker-probe")  # CreateTopics v4
-    request = header + body
-    with socket.create_connection((host, port), timeout=timeout + 1) as sock:
-        sock.sendall(struct.pack(">i", len(request)) + request)
-        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-        resp = _recv_exact(sock, size)
+    resp = exchange(host, port, header + body, timeout + 1)
     # correlation_id, throttle_time_ms, topics count, name (int16 length + bytes), error_code
     _, _, count, name_len = struct.unpack_from(">iiih", resp)
     if count != 1:
@@ -171,9 +185,9 @@ class LocalBroker:
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 
-    def _properties(self) -> str:
+    def _settings(self) -> dict[str, str]:
         h = self.host
-        settings = {
+        return {
             "process.roles": "broker,controller",
             "node.id": "1",
             # static quorum: survives a change of controller port between restarts
@@ -194,13 +208,16 @@ class LocalBroker:
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
         }
-        return "".join(f"{k}={v}\n" for k, v in settings.items())
+
+    def _properties(self) -> str:
+        return "".join(f"{k}={v}\n" for k, v in self._settings().items())
 
     def _cluster_id(self) -> str:
-        path = self.data_dir / "cluster.id"
-        if not path.exists():
-            path.write_text(base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode() + "\n")
-        return path.read_text().strip()
+        return cluster_id_in(self.data_dir / "cluster.id")
+
+    def _probe(self) -> int:
+        """One readiness probe: a CreateTopics error code (see probe_create_topic)."""
+        return probe_create_topic(self.host, self.port)
 
     def _java_cmd(self, java: str, main: str, *args: str) -> list[str]:
         return [
@@ -264,7 +281,7 @@ class LocalBroker:
             if code is not None:
                 raise BrokerError(f"kafka exited with code {code}:\n{self._log_tail()}")
             try:
-                error_code = probe_create_topic(self.host, self.port)
+                error_code = self._probe()
                 if error_code in _READY_CODES:
                     return
                 last = f"CreateTopics error code {error_code}"

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 
 from services.calculator.handler import ComputeError
+from services.shared.runtime import die_with_parent
 
 _RUN_ENGINE = "from services.calculator.cli import main; main()"
 
@@ -22,6 +23,7 @@ async def compute_decimals(num: int, on_progress: Callable[[float], None]) -> st
         "--progress",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=die_with_parent,  # a calculator killed with -9 leaves no computation behind
     )
     assert process.stdout is not None and process.stderr is not None
     try:

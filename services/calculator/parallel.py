@@ -7,7 +7,6 @@ the arithmetic). The worker dies with its parent (PR_SET_PDEATHSIG) and is
 killed by the parent on any exception, so it never outlives the computation.
 """
 
-import ctypes
 import multiprocessing as mp
 import os
 import signal
@@ -26,11 +25,11 @@ from services.calculator.chudnovsky import (
     split,
     terms_for_digits,
 )
+from services.shared.runtime import die_with_parent
 
 # The worker also takes the square root, so the parent gets more than half the
 # terms; tuned so both finish the splitting together at 1M-10M decimals.
 PARENT_TERM_SHARE = 0.57
-PR_SET_PDEATHSIG = 1
 
 TruncateChecked = Callable[[Mpz], Mpz | None]
 
@@ -44,11 +43,7 @@ def _recv(conn: Connection) -> Mpz:
 
 
 def _detach_from_parent_signals(parent_pid: int) -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
+    die_with_parent(signal.SIGKILL)
     if os.getppid() != parent_pid:  # parent died before prctl took effect
         os._exit(1)
     # Handlers and the wakeup fd of an event loop in the parent are not ours.

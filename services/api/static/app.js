@@ -14,7 +14,8 @@ const RECENT_EVERY_MS = 5000;
 const POLL_EVERY_MS = 1000;
 
 const $ = (id) => document.getElementById(id);
-let watched = null; // {id, source, timer}
+let watched = null; // the job being followed: {id, source, timer}
+let shown = null; // the id of the job on screen
 
 async function call(method, path, body) {
   const options = { method, headers: { Accept: "application/json" } };
@@ -67,6 +68,7 @@ function downloadLink(id, text) {
 }
 
 function render(job) {
+  shown = job.job_id;
   $("job").hidden = false;
   $("job-id").textContent = job.job_id;
   const bar = $("job-progress");
@@ -125,6 +127,7 @@ function stopWatching() {
 function update(current, job) {
   if (watched !== current) return;
   render(job);
+  highlightRecent();
   if (TERMINAL.has(job.status)) {
     stopWatching();
     refreshRecent();
@@ -149,7 +152,6 @@ function watch(id) {
   const current = { id, source: null, timer: 0 };
   watched = current;
   history.replaceState(null, "", `#job=${id}`);
-  highlightRecent();
   if (!("EventSource" in window)) return poll(current);
   const source = new EventSource(`pi_job/${id}/events`);
   current.source = source;
@@ -170,7 +172,7 @@ function watch(id) {
 
 function highlightRecent() {
   for (const row of $("recent-jobs").rows) {
-    row.classList.toggle("current", row.dataset.jobId === watched?.id);
+    row.classList.toggle("current", row.dataset.jobId === shown);
   }
 }
 
