@@ -39,7 +39,8 @@ class JobCommands:
 async def submit_job(num: int, idempotency_key: str | None, commands: JobCommands) -> str:
     job_id = new_job_id() if idempotency_key is None else idempotent_job_id(idempotency_key)
     if idempotency_key is None or commands.view.get_job(job_id) is None:
-        await commands.publish_and_wait(JobRequested(job_id=job_id, num=num))
+        requested = JobRequested(job_id=job_id, num=num, idempotency_key=idempotency_key)
+        await commands.publish_and_wait(requested)
         log.info("job requested", extra={"job_id": job_id, "num": num})
     if idempotency_key is not None:
         # Only the first request with a key creates the job (the projection keeps the first).

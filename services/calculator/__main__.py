@@ -29,7 +29,13 @@ from services.shared.events import (
     UnreadableEvent,
     decode_job_event,
 )
-from services.shared.kafka import connect_with_retry, durable_producer, ensure_topics, publish
+from services.shared.kafka import (
+    connect_with_retry,
+    durable_producer,
+    ensure_topics,
+    publish,
+    send_to_dead_letters,
+)
 from services.shared.logs import configure_logging
 from services.shared.runtime import run_until_stopped
 from services.shared.settings import CalculatorSettings, KafkaSettings
@@ -137,8 +143,7 @@ async def run(kafka: KafkaSettings, settings: CalculatorSettings) -> None:
             try:
                 event = decode_job_event(record.value)
             except UnreadableEvent as error:
-                reason = {"offset": record.offset, "error": str(error)[:500]}
-                log.error("skipping unreadable record", extra=reason)
+                await send_to_dead_letters(producer, kafka, record, str(error), "calculator")
                 event = None
             if isinstance(event, JobRequested):
                 done = _finisher(committer, tp, record.offset)

@@ -7,8 +7,13 @@ import logging
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from services.projector.handler import LogRecord, project_batch
-from services.shared.kafka import connect_with_retry, ensure_topics
+from services.projector.handler import LogRecord, decode_batch, project_batch
+from services.shared.kafka import (
+    connect_with_retry,
+    durable_producer,
+    ensure_topics,
+    send_to_dead_letters,
+)
 from services.shared.logs import configure_logging
 from services.shared.runtime import run_until_stopped
 from services.shared.settings import KafkaSettings, ViewSettings
@@ -47,23 +52,30 @@ async def run(kafka: KafkaSettings, store: ViewStore) -> None:
     consumer.subscribe(
         [kafka.events_topic, kafka.digits_topic], listener=_ResumeFromView(consumer, store)
     )
+    producer = durable_producer(kafka)
+    await connect_with_retry(producer.start, "projector")
     log.info("projector started")
     try:
         while True:
             batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
             records = [
-                LogRecord(r.topic, r.partition, r.offset, r.value)
+                LogRecord(r.topic, r.partition, r.offset, r.key, r.value)
                 for batch in batches.values()
                 for r in batch
             ]
             if not records:
                 continue
-            await asyncio.to_thread(project_batch, store, records, kafka.digits_topic)
+            decoded = decode_batch(records, kafka.digits_topic)
+            # Parked before the view moves past them: a poison record is never silently lost.
+            for record, reason in decoded.unreadable:
+                await send_to_dead_letters(producer, kafka, record, reason, "projector")
+            await asyncio.to_thread(project_batch, store, decoded)
             # Kafka's copy of the offsets is only for lag monitoring; the view holds the truth.
             with contextlib.suppress(KafkaError):
                 await consumer.commit({tp: b[-1].offset + 1 for tp, b in batches.items()})
     finally:
         await consumer.stop()
+        await producer.stop()
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Applies a batch of log records to the view: events folded per job, offsets in the same commit."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.projector.projection import apply_event
 from services.shared.events import (
@@ -21,36 +21,41 @@ class LogRecord:
     topic: str
     partition: int
     offset: int
+    key: bytes | None
     value: bytes | None
 
 
-def project_batch(store: ViewStore, records: list[LogRecord], digits_topic: str) -> None:
-    job_events: list[JobEvent] = []
-    chunks: list[DigitsStored] = []
-    positions: dict[tuple[str, int], int] = {}
+@dataclass
+class DecodedBatch:
+    job_events: list[JobEvent] = field(default_factory=list)
+    chunks: list[DigitsStored] = field(default_factory=list)
+    # (topic, partition) -> the next offset to read: past every record, readable or not.
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    unreadable: list[tuple[LogRecord, str]] = field(default_factory=list)
+
+
+def decode_batch(records: list[LogRecord], digits_topic: str) -> DecodedBatch:
+    batch = DecodedBatch()
     for record in records:
-        positions[(record.topic, record.partition)] = record.offset + 1
+        batch.positions[(record.topic, record.partition)] = record.offset + 1
         try:
             if record.topic == digits_topic:
-                chunks.append(decode_digits(record.value))
+                batch.chunks.append(decode_digits(record.value))
             else:
-                job_events.append(decode_job_event(record.value))
+                batch.job_events.append(decode_job_event(record.value))
         except UnreadableEvent as error:
-            log.error(
-                "skipping unreadable record",
-                extra={
-                    "topic": record.topic,
-                    "partition": record.partition,
-                    "offset": record.offset,
-                    "error": str(error)[:500],
-                },
-            )
-    jobs = store.load_jobs(event.job_id for event in job_events)
+            batch.unreadable.append((record, str(error)))
+    return batch
+
+
+def project_batch(store: ViewStore, batch: DecodedBatch) -> None:
+    jobs = store.load_jobs(event.job_id for event in batch.job_events)
     changed: dict[str, JobView] = {}
-    for event in job_events:
+    for event in batch.job_events:
         before = jobs.get(event.job_id)
         after = apply_event(before, event)
         if after is not None and after != before:
             jobs[event.job_id] = changed[event.job_id] = after
-            log.info("job is %s", after.status, extra={"job_id": after.job_id, "num": after.num})
-    store.commit(changed.values(), chunks, positions)
+            if after.status != before.status if before else True:
+                log.info("job is %s", after.status, extra={"job_id": after.job_id})
+    store.commit(changed.values(), batch.chunks, batch.positions)

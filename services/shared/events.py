@@ -5,10 +5,12 @@ by job id on the events topic, so one job's events stay in order; digit chunks l
 topic, keyed by chunk index.
 """
 
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 # Decimals of pi are stored in whole chunks of this many digits: chunk k holds decimals
 # [k * DIGITS_PER_CHUNK, (k + 1) * DIGITS_PER_CHUNK). Part of the DigitsStored contract: changing
@@ -28,9 +30,13 @@ class _Event(BaseModel):
 
 
 class JobRequested(_Event):
+    """v2 added `idempotency_key` (v1 events are upcast with none)."""
+
     type: Literal["JobRequested"] = "JobRequested"
+    version: Literal[2] = 2  # type: ignore[assignment]
     job_id: str
     num: int = Field(ge=1)
+    idempotency_key: str | None = None
 
 
 class JobStarted(_Event):
@@ -97,6 +103,23 @@ class UnreadableEvent(ValueError):
     """A record on a topic that is not a valid event of a known type and version."""
 
 
+def _job_requested_v1_to_v2(v1: dict[str, Any]) -> dict[str, Any]:
+    return {**v1, "version": 2, "idempotency_key": None}
+
+
+# Each turns an event as an older version of the code wrote it into the next version, so the
+# log never needs rewriting: (type, version) -> upcaster.
+_UPCASTERS: dict[tuple[Any, Any], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("JobRequested", 1): _job_requested_v1_to_v2,
+}
+
+
+def _upcast(document: dict[str, Any]) -> dict[str, Any]:
+    while (key := (document.get("type"), document.get("version"))) in _UPCASTERS:
+        document = _UPCASTERS[key](document)
+    return document
+
+
 def encode(event: Event) -> bytes:
     return event.model_dump_json().encode()
 
@@ -105,9 +128,19 @@ def decode_job_event(raw: bytes | None) -> JobEvent:
     if raw is None:
         raise UnreadableEvent("record has no value")
     try:
-        return _job_event_adapter.validate_json(raw)
+        return _job_event_adapter.validate_json(raw)  # the fast path: an event of today
+    except ValidationError as error:
+        first_error = error
+    try:
+        document = json.loads(raw)
     except ValueError as error:
-        raise UnreadableEvent(str(error)) from error
+        raise UnreadableEvent(f"not JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise UnreadableEvent("not a JSON object")
+    try:
+        return _job_event_adapter.validate_python(_upcast(document))
+    except ValidationError:
+        raise UnreadableEvent(_describe(first_error)) from first_error
 
 
 def decode_digits(raw: bytes | None) -> DigitsStored:
@@ -115,5 +148,13 @@ def decode_digits(raw: bytes | None) -> DigitsStored:
         raise UnreadableEvent("record has no value")
     try:
         return DigitsStored.model_validate_json(raw)
-    except ValueError as error:
-        raise UnreadableEvent(str(error)) from error
+    except ValidationError as error:
+        raise UnreadableEvent(_describe(error)) from error
+
+
+def _describe(error: ValidationError) -> str:
+    """A short reason for the dead-letter topic, without echoing a huge payload."""
+    problems = [
+        f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in error.errors()[:3]
+    ]
+    return "; ".join(problems)

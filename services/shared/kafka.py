@@ -3,7 +3,7 @@
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -67,6 +67,15 @@ async def ensure_topics(settings: KafkaSettings) -> None:
                 },
             ),
         ]
+        # Records no service can read, with the reason: kept for a person to look at.
+        topics.append(
+            NewTopic(
+                settings.dead_letters_topic,
+                num_partitions=1,
+                replication_factor=settings.pi_jobs_replication_factor,
+                topic_configs={"retention.ms": "-1", **durability},
+            )
+        )
         response = await admin.create_topics(topics)
         for name, code, *rest in response.topic_errors:
             if code not in (0, _TOPIC_ALREADY_EXISTS):
@@ -94,3 +103,47 @@ async def publish(
     """Publish and wait for the broker's acknowledgement; returns (partition, offset)."""
     metadata = await producer.send_and_wait(topic, value=encode(event), key=key.encode())
     return metadata.partition, metadata.offset
+
+
+class DeliveredRecord(Protocol):
+    """What the services need of a consumed record (aiokafka's ConsumerRecord has it)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+async def send_to_dead_letters(
+    producer: AIOKafkaProducer,
+    settings: KafkaSettings,
+    record: DeliveredRecord,
+    reason: str,
+    service: str,
+) -> None:
+    """Park a record no service can read, with where it came from and why, then move on."""
+    headers = [
+        ("source-topic", record.topic.encode()),
+        ("source-partition", str(record.partition).encode()),
+        ("source-offset", str(record.offset).encode()),
+        ("reason", reason[:1000].encode()),
+        ("service", service.encode()),
+    ]
+    await producer.send_and_wait(
+        settings.dead_letters_topic, value=record.value, key=record.key, headers=headers
+    )
+    log.error(
+        "unreadable record sent to the dead-letter topic",
+        extra={
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "reason": reason[:300],
+        },
+    )

@@ -27,6 +27,10 @@ class KafkaSettings(BaseSettings):
     def digits_topic(self) -> str:
         return f"{self.pi_jobs_topic_prefix}.digits"
 
+    @property
+    def dead_letters_topic(self) -> str:
+        return f"{self.pi_jobs_topic_prefix}.dead-letters"
+
     def group_id(self, role: str) -> str:
         return f"{self.pi_jobs_topic_prefix}.{role}"
 

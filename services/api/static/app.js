@@ -127,6 +127,8 @@ function stopWatching() {
 function update(current, job) {
   if (watched !== current) return;
   render(job);
+  const row = Array.from($("recent-jobs").rows).find((r) => r.dataset.jobId === job.job_id);
+  row?.replaceWith(recentRow(job));
   highlightRecent();
   if (TERMINAL.has(job.status)) {
     stopWatching();
@@ -183,8 +185,8 @@ function recentRow(job) {
   const link = document.createElement("a");
   link.href = `#job=${job.job_id}`;
   link.className = "id";
-  link.title = job.job_id;
-  link.textContent = job.job_id.slice(0, 8);
+  link.title = `Show job ${job.job_id}`;
+  link.textContent = job.job_id;
   cells[0].append(link);
   cells[1].className = "number";
   cells[1].textContent = typeof job.num === "number" ? job.num.toLocaleString() : job.num;

@@ -1,0 +1,359 @@
+"""The view store's contract, run against every backend: SQLite and PostgreSQL.
+
+PostgreSQL is Debian's, started once per session by LocalPostgres; each test gets a schema of
+its own.
+"""
+
+import shutil
+import sqlite3
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from deploy.kafka.local_broker import free_port
+from deploy.postgres.local_postgres import LocalPostgres
+from services.projector.handler import LogRecord, decode_batch, project_batch
+from services.shared.events import (
+    DIGITS_PER_CHUNK,
+    DigitsStored,
+    JobCompleted,
+    JobEvent,
+    JobRequested,
+    JobStarted,
+    encode,
+)
+from services.shared.postgres_view import PostgresView
+from services.shared.sqlite_view import SqliteView
+from services.shared.view import JobView
+from services.shared.view_stores import open_view
+
+C = DIGITS_PER_CHUNK
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def chunk(index: int, digit: str = "7") -> DigitsStored:
+    return DigitsStored(chunk_index=index, digits=digit * C)
+
+
+def job(job_id: str, seconds: int, status: str = "queued") -> JobView:
+    return JobView.model_validate(
+        {
+            "job_id": job_id,
+            "num": 3,
+            "status": status,
+            "requested_at": T0 + timedelta(seconds=seconds),
+        }
+    )
+
+
+def cursor(view: JobView) -> tuple[int, str]:
+    """What the API's listing cursor holds."""
+    return int(view.requested_at.timestamp() * 1_000_000), view.job_id
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    # Not under pytest's tmp dir: that is closed to the `postgres` user the server runs as
+    # when the tests run as root.
+    data_dir = Path(tempfile.mkdtemp(prefix="pi-jobs-pg-"))
+    try:
+        with LocalPostgres(data_dir, port=free_port(), durable=False) as server:
+            yield server
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@dataclass
+class Store:
+    """Where one test's view lives; opens views there and closes them after the test."""
+
+    backend: str
+    url: str
+    opened: list[SqliteView | PostgresView] = field(default_factory=list)
+
+    def open(self, writer: bool = False) -> SqliteView | PostgresView:
+        view = open_view(self.url, writer=writer)
+        self.opened.append(view)
+        return view
+
+    def close_views(self) -> None:
+        for view in self.opened:
+            view.close()
+
+    def execute(self, sql: str) -> None:
+        """Run SQL on a connection of its own, behind the views' backs."""
+        if self.backend == "sqlite":
+            with sqlite3.connect(self.url.removeprefix("sqlite://")) as db:
+                db.execute(sql)
+            db.close()
+        else:
+            with psycopg.connect(self.url, autocommit=True) as pg:
+                pg.execute(sql.encode())
+
+
+def _postgres_store(server: LocalPostgres) -> Store:
+    # A schema per test: far quicker to create than a database, and it checks that the view
+    # follows the search_path, as deployments sharing a database would set it.
+    schema = f"view_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server.url, autocommit=True) as pg:
+        pg.execute(f"CREATE SCHEMA {schema}".encode())
+    return Store("postgresql", f"{server.url}?options=-csearch_path%3D{schema}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        location = Store("sqlite", f"sqlite://{tmp_path / 'view.sqlite3'}")
+    else:  # the server starts with the first test that needs it
+        location = _postgres_store(request.getfixturevalue("postgres"))
+    yield location
+    location.close_views()
+
+
+@pytest.fixture
+def postgres_store(postgres: LocalPostgres) -> Iterator[Store]:
+    location = _postgres_store(postgres)
+    yield location
+    location.close_views()
+
+
+def test_jobs_and_positions_are_committed_together(store: Store) -> None:
+    view = store.open(writer=True)
+    view.commit([job("a", 0)], [], {("events", 2): 41})
+    reopened = store.open()
+    assert reopened.get_job("a") == job("a", 0)
+    assert reopened.position("events", 2) == 41 and reopened.position("events", 0) == 0
+    assert reopened.get_job("missing") is None
+
+
+def test_positions_are_replaced_and_listed(store: Store) -> None:
+    view = store.open(writer=True)
+    assert view.positions() == {}
+    view.commit([], [], {("events", 0): 3, ("digits", 0): 1})
+    view.commit([], [], {("events", 0): 9})
+    assert view.positions() == {("events", 0): 9, ("digits", 0): 1}
+    assert store.open().position("events", 0) == 9
+
+
+def test_a_changed_job_replaces_the_stored_one(store: Store) -> None:
+    view = store.open(writer=True)
+    view.commit([job("a", 0), job("b", 1)], [], {})
+    view.commit([job("a", 0, "complete")], [], {})
+    assert view.load_jobs(["a", "b", "a", "missing"]) == {
+        "a": job("a", 0, "complete"),
+        "b": job("b", 1),
+    }
+    assert view.load_jobs([]) == {}
+
+
+def test_a_commit_failing_in_the_database_writes_nothing(store: Store) -> None:
+    view = store.open(writer=True)
+    view.commit([job("a", 0)], [chunk(0)], {("events", 0): 1})
+    with pytest.raises((OverflowError, psycopg.DataError)):  # beyond a 64-bit offset
+        view.commit([job("a", 0, "complete"), job("b", 1)], [chunk(1)], {("events", 0): 2**63})
+    assert view.get_job("a") == job("a", 0) and view.get_job("b") is None
+    assert view.stored_digits() == C and view.positions() == {("events", 0): 1}
+    view.commit([job("b", 1)], [chunk(1)], {("events", 0): 2})  # the store is still usable
+    assert view.get_job("b") == job("b", 1) and view.stored_digits() == 2 * C
+
+
+def test_a_commit_whose_input_fails_writes_nothing(store: Store) -> None:
+    view = store.open(writer=True)
+
+    def chunks() -> Iterator[DigitsStored]:
+        yield chunk(0)
+        raise RuntimeError("the batch broke")
+
+    with pytest.raises(RuntimeError, match="the batch broke"):
+        view.commit([job("a", 0)], chunks(), {("events", 0): 1})
+    assert view.get_job("a") is None and view.stored_digits() == 0 and view.positions() == {}
+
+
+def test_stored_digits_count_only_the_contiguous_prefix(store: Store) -> None:
+    view = store.open(writer=True)
+    view.commit([], [chunk(0, "1")], {})
+    assert view.stored_digits() == C
+    view.commit([], [chunk(2, "3"), chunk(3, "4")], {})  # a gap: chunk 1 has not arrived
+    assert view.stored_digits() == C
+    view.commit([], [chunk(1, "2"), chunk(0, "9")], {})
+    assert view.stored_digits() == 4 * C
+    assert list(view.iter_digits(C + 3)) == ["1" * C, "222"]  # the first copy of chunk 0 stays
+    assert store.open().stored_digits() == 4 * C
+
+
+def test_digits_are_read_chunk_by_chunk_up_to_the_count(store: Store) -> None:
+    view = store.open(writer=True)
+    view.commit([], [chunk(0, "1"), chunk(1, "2")], {})
+    assert list(view.iter_digits(0)) == []
+    assert list(view.iter_digits(5)) == ["11111"]
+    assert list(view.iter_digits(C)) == ["1" * C]
+    assert list(view.iter_digits(2 * C)) == ["1" * C, "2" * C]
+    pieces = view.iter_digits(2 * C + 1)
+    assert next(pieces) == "1" * C and next(pieces) == "2" * C
+    with pytest.raises(LookupError, match="chunk 2"):
+        next(pieces)
+
+
+def test_jobs_are_listed_newest_first_by_page_and_status(store: Store) -> None:
+    view = store.open(writer=True)
+    jobs = [job(f"j{i}", i, "complete" if i % 2 else "queued") for i in range(7)]
+    view.commit(jobs, [], {})
+    first = view.list_jobs(None, 3, None)
+    assert [j.job_id for j in first] == ["j6", "j5", "j4"]
+    second = view.list_jobs(None, 3, cursor(first[-1]))
+    assert [j.job_id for j in second] == ["j3", "j2", "j1"]
+    assert [j.job_id for j in view.list_jobs(None, 3, cursor(second[-1]))] == ["j0"]
+    assert [j.job_id for j in view.list_jobs("complete", 10, None)] == ["j5", "j3", "j1"]
+    assert [j.job_id for j in view.list_jobs("complete", 10, cursor(jobs[5]))] == ["j3", "j1"]
+    assert view.list_jobs("failed", 10, None) == []
+
+
+def test_jobs_requested_at_the_same_moment_are_ordered_by_id(store: Store) -> None:
+    view = store.open(writer=True)
+    view.commit([job(job_id, 0) for job_id in ("b", "B", "a", "ab")], [], {})
+    page = view.list_jobs(None, 2, None)
+    assert [j.job_id for j in page] == ["b", "ab"]  # bytewise: "B" < "a" < "ab" < "b"
+    assert [j.job_id for j in view.list_jobs(None, 9, cursor(page[-1]))] == ["a", "B"]
+
+
+def test_a_reader_of_an_absent_view_sees_an_empty_one(store: Store) -> None:
+    view = store.open()
+    assert view.get_job("a") is None and view.list_jobs(None, 5, None) == []
+    assert view.stored_digits() == 0 and view.position("events", 0) == 0
+
+
+def test_an_outdated_view_is_dropped_by_the_writer_for_a_rebuild(store: Store) -> None:
+    view = store.open(writer=True)
+    view.commit([job("a", 0)], [chunk(0)], {("events", 0): 5})
+    store.execute("UPDATE meta SET value = 1 WHERE key = 'schema_version'")
+    store.open()  # a reader leaves it alone
+    assert store.open().get_job("a") is not None
+    rebuilt = store.open(writer=True)
+    assert rebuilt.get_job("a") is None and rebuilt.positions() == {}
+    assert rebuilt.stored_digits() == 0 and list(rebuilt.iter_digits(0)) == []
+    rebuilt.commit([job("b", 1)], [], {})
+    assert store.open(writer=True).get_job("b") == job("b", 1)  # current: kept
+
+
+def test_readers_on_several_threads_see_whole_commits(store: Store) -> None:
+    writer = store.open(writer=True)
+    reader = store.open()
+    commits = 40
+    done = threading.Event()
+
+    def read() -> int:
+        checks = 0
+        while not done.is_set() or checks == 0:
+            # A position is committed with its job: whoever sees one sees the other.
+            seen = reader.position("events", 0)
+            stored = reader.stored_digits()
+            if seen:
+                assert reader.get_job(f"j{seen - 1}") is not None, seen
+                assert len(reader.list_jobs(None, 100, None)) >= seen
+                assert stored >= min(seen, 3) * C
+            if stored:
+                assert "".join(reader.iter_digits(stored)) == "7" * stored
+            checks += 1
+        return checks
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        readers = [pool.submit(read) for _ in range(4)]
+        try:
+            for i in range(commits):
+                chunks = [chunk(i)] if i < 3 else []
+                writer.commit([job(f"j{i}", i)], chunks, {("events", 0): i + 1})
+        finally:
+            done.set()
+        assert all(future.result() > 0 for future in readers)
+    assert reader.position("events", 0) == commits
+    assert [j.job_id for j in reader.list_jobs(None, 2, None)] == ["j39", "j38"]
+
+
+def test_the_projector_folds_a_batch_into_the_view(store: Store) -> None:
+    view = store.open(writer=True)
+    events: list[JobEvent] = [
+        JobRequested(job_id="a", num=5, occurred_at=T0),
+        JobStarted(job_id="a", worker="w1", occurred_at=T0 + timedelta(seconds=1)),
+        JobCompleted(
+            job_id="a",
+            num=5,
+            digits_source="computed",
+            compute_seconds=0.5,
+            occurred_at=T0 + timedelta(seconds=2),
+        ),
+        JobRequested(job_id="b", num=7, occurred_at=T0 + timedelta(seconds=3)),
+    ]
+    records = [LogRecord("events", 0, offset, None, encode(e)) for offset, e in enumerate(events)]
+    records += [
+        LogRecord("events", 1, 0, None, b"not an event"),
+        LogRecord("digits", 0, 0, None, encode(chunk(0, "1"))),
+    ]
+    for _ in range(2):  # a replay after a crash changes nothing
+        decoded = decode_batch(records, digits_topic="digits")
+        assert [record.offset for record, _ in decoded.unreadable] == [0]
+        project_batch(view, decoded)
+        assert view.positions() == {("events", 0): 4, ("events", 1): 1, ("digits", 0): 1}
+        a = view.get_job("a")
+        assert a is not None and a.status == "complete" and a.worker == "w1"
+        assert [j.job_id for j in view.list_jobs("queued", 5, None)] == ["b"]
+        assert view.stored_digits() == C
+
+
+# PostgreSQL only (SQLite's query plan is checked in tests/unit/test_sqlite_view.py)
+
+
+def test_postgres_listing_uses_an_index_not_a_scan(postgres_store: Store) -> None:
+    store = postgres_store
+    statuses = ("queued", "in_progress", "complete", "failed")
+    store.open(writer=True).commit(
+        [job(f"j{i:05}", i, statuses[i % 4]) for i in range(4000)], [], {}
+    )
+    store.execute("ANALYZE jobs")
+    with psycopg.connect(store.url) as pg:
+        for where in ("", "WHERE status = 'queued'", "WHERE (requested_us, job_id) < (9, 'x')",
+                      "WHERE status = 'queued' AND (requested_us, job_id) < (9, 'x')"):  # fmt: skip
+            plan = "\n".join(
+                str(row[0])
+                for row in pg.execute(
+                    f"EXPLAIN SELECT body FROM jobs {where} "
+                    "ORDER BY requested_us DESC, job_id DESC LIMIT 20"
+                )
+            )
+            assert "Index Scan using jobs_" in plan and "Sort" not in plan, plan
+
+
+def test_postgres_views_reconnect_after_a_server_restart(
+    postgres_store: Store, postgres: LocalPostgres
+) -> None:
+    store = postgres_store
+    writer, reader = store.open(writer=True), store.open()
+    writer.commit([job("a", 0)], [], {("events", 0): 1})
+    assert reader.get_job("a") is not None  # both now hold an idle connection
+    postgres.stop()
+    postgres.start()
+    postgres.wait_ready()
+    assert reader.get_job("a") == job("a", 0)
+    writer.commit([job("b", 1)], [], {("events", 0): 2})
+    assert reader.position("events", 0) == 2
+
+
+def test_view_urls_choose_the_backend(tmp_path: Path) -> None:
+    path = tmp_path / "v.sqlite3"
+    assert isinstance(open_view(f"sqlite://{path}", writer=True), SqliteView)
+    assert isinstance(open_view(str(path)), SqliteView)
+    for url in ("sqlite://relative/v.sqlite3", "sqlite:relative", "sqlite:///x?mode=ro"):
+        with pytest.raises(ValueError, match="absolute path"):
+            open_view(url)
+    with pytest.raises(ValueError, match="'mysql'") as raised:
+        open_view("mysql://root:secret@db/view")
+    assert "secret" not in str(raised.value)
+    with pytest.raises(ValueError, match="empty"):
+        open_view("")

@@ -1,0 +1,69 @@
+"""Event contracts: round trips, versions, and events written by older code still read."""
+
+import json
+
+import pytest
+
+from services.shared.events import (
+    DIGITS_PER_CHUNK,
+    DigitsStored,
+    JobCompleted,
+    JobRequested,
+    UnreadableEvent,
+    decode_digits,
+    decode_job_event,
+    encode,
+)
+
+
+def test_events_round_trip_with_type_and_version() -> None:
+    event = JobRequested(job_id="a", num=12, idempotency_key="k")
+    document = json.loads(encode(event))
+    assert document["type"] == "JobRequested" and document["version"] == 2
+    assert decode_job_event(encode(event)) == event
+
+
+def test_a_v1_job_requested_written_before_v2_is_upcast() -> None:
+    # Exactly what the first release wrote (before idempotency keys existed).
+    v1 = (
+        b'{"version":1,"occurred_at":"2026-11-30T16:49:59.765646Z",'
+        b'"type":"JobRequested","job_id":"01a22d62dd5e6d2e37528e49aa64f7ec","num":12}'
+    )
+    event = decode_job_event(v1)
+    assert isinstance(event, JobRequested)
+    assert (event.version, event.num, event.idempotency_key) == (2, 12, None)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        None,
+        b"",
+        b"not json",
+        b"[1, 2]",
+        b'{"type": "JobRequested", "version": 99, "job_id": "a", "num": 1}',
+        b'{"type": "JobExploded", "version": 1, "job_id": "a"}',
+        b'{"type": "JobRequested", "version": 2, "job_id": "a", "num": 0}',
+        b'{"type": "JobRequested", "version": 2, "job_id": "a", "num": 1, "extra": 1}',
+    ],
+)
+def test_anything_else_is_unreadable_with_a_reason(raw: bytes | None) -> None:
+    with pytest.raises(UnreadableEvent) as unreadable:
+        decode_job_event(raw)
+    assert str(unreadable.value)
+
+
+def test_digit_chunks_are_whole() -> None:
+    chunk = DigitsStored(chunk_index=3, digits="5" * DIGITS_PER_CHUNK)
+    assert decode_digits(encode(chunk)) == chunk and chunk.end == 4 * DIGITS_PER_CHUNK
+    with pytest.raises(UnreadableEvent):
+        decode_digits(encode(chunk).replace(b'"55', b'"x5', 1))
+    with pytest.raises(ValueError):
+        DigitsStored(chunk_index=0, digits="1" * (DIGITS_PER_CHUNK - 1))
+
+
+def test_completion_says_where_the_digits_came_from() -> None:
+    with pytest.raises(ValueError):
+        JobCompleted.model_validate(
+            {"job_id": "a", "num": 1, "digits_source": "guessed", "compute_seconds": 0}
+        )
