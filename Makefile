@@ -5,10 +5,10 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JARS := deploy/kafka/libs/.complete
 
-.PHONY: install run test test-unit test-integration test-e2e lint format bench lock \
+.PHONY: install postgresql run test test-unit test-integration test-e2e lint format bench lock \
         kafka api calculator projector downloader clean
 
-install: $(INSTALLED) $(JARS)
+install: $(INSTALLED) $(JARS) postgresql
 
 $(INSTALLED): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || \
@@ -22,6 +22,10 @@ $(INSTALLED): pyproject.toml requirements.lock
 
 $(JARS): deploy/kafka/pom.xml | $(INSTALLED)
 	$(BIN)/python -m deploy.kafka.local_broker fetch
+
+# PostgreSQL from Debian's packages for the view-store tests (installed when missing and root).
+postgresql: | $(INSTALLED)
+	$(BIN)/python -m deploy.postgres.local_postgres install
 
 run: install
 	$(BIN)/python -m deploy.run

@@ -5,13 +5,13 @@ import uvicorn
 from services.api.app import create_app
 from services.shared.logs import configure_logging
 from services.shared.settings import ApiSettings, KafkaSettings, ViewSettings
-from services.shared.sqlite_view import SqliteView
+from services.shared.view_stores import open_view
 
 
 def main() -> None:
     configure_logging("api")
     api = ApiSettings()
-    app = create_app(api, KafkaSettings(), SqliteView(ViewSettings().pi_jobs_view_db))
+    app = create_app(api, KafkaSettings(), open_view(ViewSettings().view_url))
     uvicorn.run(app, host=api.pi_jobs_host, port=api.pi_jobs_port, log_config=None)
 
 

@@ -113,7 +113,7 @@ def create_app(api: ApiSettings, kafka: KafkaSettings, view: ViewReader) -> Fast
     async def download(
         job_id: str, if_none_match: Annotated[str | None, Header()] = None
     ) -> StreamingResponse:
-        find_job(job_id, view)  # 404 here for ids that are not jobs: never forwarded
+        await asyncio.to_thread(find_job, job_id, view)  # 404s are answered here, not forwarded
         path = f"/download_pi_job/{job_id}"
         return await proxy_download(connections.downloader, path, if_none_match)
 

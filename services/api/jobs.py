@@ -28,7 +28,7 @@ class JobCommands:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.projection_wait_seconds
         delay = 0.001
-        while self.view.position(self.events_topic, partition) <= offset:
+        while await asyncio.to_thread(self.view.position, self.events_topic, partition) <= offset:
             if loop.time() >= deadline:
                 log.warning("view is behind; answering anyway", extra={"job_id": event.job_id})
                 return
@@ -38,24 +38,26 @@ class JobCommands:
 
 async def submit_job(num: int, idempotency_key: str | None, commands: JobCommands) -> str:
     job_id = new_job_id() if idempotency_key is None else idempotent_job_id(idempotency_key)
-    if idempotency_key is None or commands.view.get_job(job_id) is None:
+    # The view is read in a thread: a PostgreSQL view is a network round trip away.
+    view = commands.view
+    if idempotency_key is None or await asyncio.to_thread(view.get_job, job_id) is None:
         requested = JobRequested(job_id=job_id, num=num, idempotency_key=idempotency_key)
         await commands.publish_and_wait(requested)
         log.info("job requested", extra={"job_id": job_id, "num": num})
     if idempotency_key is not None:
         # Only the first request with a key creates the job (the projection keeps the first).
-        job = commands.view.get_job(job_id)
+        job = await asyncio.to_thread(view.get_job, job_id)
         if job is not None and job.num != num:
             raise ApiError(409, f"Idempotency-Key already used for a job with num={job.num}")
     return job_id
 
 
 async def cancel_job(job_id: str, commands: JobCommands) -> dict[str, Any]:
-    job = find_job(job_id, commands.view)
+    job = await asyncio.to_thread(find_job, job_id, commands.view)
     if job.status in TERMINAL_STATUSES:
         raise ApiError(409, f"job {job_id} is already {job.status}: nothing to cancel")
     await commands.publish_and_wait(JobCancelled(job_id=job_id))
-    job = find_job(job_id, commands.view)
+    job = await asyncio.to_thread(find_job, job_id, commands.view)
     if job.status != "cancelled":
         raise ApiError(409, f"job {job_id} is already {job.status}: nothing to cancel")
     log.info("job cancelled", extra={"job_id": job_id})

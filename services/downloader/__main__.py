@@ -5,13 +5,13 @@ import uvicorn
 from services.downloader.app import create_app
 from services.shared.logs import configure_logging
 from services.shared.settings import DownloaderSettings, ViewSettings
-from services.shared.sqlite_view import SqliteView
+from services.shared.view_stores import open_view
 
 
 def main() -> None:
     configure_logging("downloader")
     settings = DownloaderSettings()
-    app = create_app(SqliteView(ViewSettings().pi_jobs_view_db))
+    app = create_app(open_view(ViewSettings().view_url))
     uvicorn.run(
         app,
         host=settings.pi_jobs_downloader_host,

@@ -17,8 +17,8 @@ from services.shared.kafka import (
 from services.shared.logs import configure_logging
 from services.shared.runtime import run_until_stopped
 from services.shared.settings import KafkaSettings, ViewSettings
-from services.shared.sqlite_view import SqliteView
 from services.shared.view import ViewStore
+from services.shared.view_stores import open_view
 
 log = logging.getLogger("projector")
 
@@ -80,7 +80,7 @@ async def run(kafka: KafkaSettings, store: ViewStore) -> None:
 
 def main() -> None:
     configure_logging("projector")
-    store = SqliteView(ViewSettings().pi_jobs_view_db, writer=True)
+    store = open_view(ViewSettings().view_url, writer=True)
     run_until_stopped(run(KafkaSettings(), store))
 
 

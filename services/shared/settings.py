@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +39,14 @@ class ViewSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
     pi_jobs_view_db: Path = REPO_ROOT / "var" / "view.sqlite3"
+    # sqlite:///absolute/path, a file path, or postgresql://user:password@host:5432/database.
+    # Unset: the SQLite file at PI_JOBS_VIEW_DB.
+    pi_jobs_view_url: SecretStr | None = None
+
+    @property
+    def view_url(self) -> str:
+        url = self.pi_jobs_view_url
+        return url.get_secret_value() if url else str(self.pi_jobs_view_db)
 
 
 class ApiSettings(BaseSettings):

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from services.shared.web import ApiError
 from services.api.submission import MAX_BODY_BYTES, parse_num
+from services.shared.web import ApiError
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"

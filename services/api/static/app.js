@@ -49,7 +49,7 @@ function formatSeconds(seconds) {
   if (seconds < 10) return `${seconds.toFixed(1)} s`;
   if (seconds < 90) return `${Math.round(seconds)} s`;
   const minutes = Math.floor(seconds / 60);
-  if (minutes < 90) return `${minutes} min ${Math.round(seconds % 60)} s`;
+  if (minutes < 90) return `${minutes} min ${Math.floor(seconds % 60)} s`;
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
@@ -88,6 +88,11 @@ function render(job) {
     state += ` in ${formatSeconds(job.duration_seconds)}`;
   }
   $("job-state").textContent = state;
+  if ($("job-state").dataset.status !== job.status || $("job-announce").dataset.id !== job.job_id) {
+    // Screen readers hear each change of status, not every tick of the progress.
+    $("job-announce").textContent = `Job ${LABELS[job.status] || job.status}`;
+    $("job-announce").dataset.id = job.job_id;
+  }
   $("job-state").dataset.status = job.status;
 
   const details = [
