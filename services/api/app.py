@@ -21,13 +21,20 @@ from services.api.live import status_events
 from services.api.readiness import check_readiness
 from services.api.submission import read_num
 from services.shared.events import JobEvent
-from services.shared.kafka import connect_with_retry, durable_producer, ensure_topics, publish
+from services.shared.kafka import (
+    connect_with_retry,
+    durable_producer,
+    ensure_topics,
+    partition_leader_reachable,
+    publish,
+)
 from services.shared.settings import ApiSettings, KafkaSettings
 from services.shared.view import JobStatus, ViewReader
 from services.shared.web import ApiError, find_job, install_error_handlers
 
 log = logging.getLogger("api")
 
+PUBLISH_TIMEOUT_MS = 1500
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
@@ -44,7 +51,9 @@ def create_app(api: ApiSettings, kafka: KafkaSettings, view: ViewReader) -> Fast
 
     async def connect() -> None:
         await connect_with_retry(lambda: ensure_topics(kafka), "api")
-        producer = durable_producer(kafka)
+        # A request the broker cannot take within this time is answered 503; the batch expires
+        # unsent, so a job the client was told failed is not created later behind its back.
+        producer = durable_producer(kafka, request_timeout_ms=PUBLISH_TIMEOUT_MS)
         await connect_with_retry(producer.start, "api")
         connections.producer = producer
         log.info("connected to kafka")
@@ -63,11 +72,17 @@ def create_app(api: ApiSettings, kafka: KafkaSettings, view: ViewReader) -> Fast
     install_error_handlers(app)
 
     async def publish_event(event: JobEvent) -> tuple[int, int]:
-        if connections.producer is None:
+        producer = connections.producer
+        if producer is None:
             raise ApiError(503, "the job queue is not reachable yet: try again shortly")
+        if not await partition_leader_reachable(producer, kafka.events_topic, event.job_id):
+            raise ApiError(503, "the job queue is unavailable: try again shortly")
         try:
-            return await publish(connections.producer, kafka.events_topic, event.job_id, event)
-        except KafkaError:
+            return await asyncio.wait_for(
+                publish(producer, kafka.events_topic, event.job_id, event),
+                timeout=PUBLISH_TIMEOUT_MS / 1000 + 0.5,
+            )
+        except (KafkaError, TimeoutError):
             log.exception("publishing failed", extra={"job_id": event.job_id})
             raise ApiError(503, "the job queue is unavailable: try again shortly") from None
 

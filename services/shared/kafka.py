@@ -5,9 +5,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from services.shared.events import Event, encode
 from services.shared.settings import KafkaSettings
@@ -95,6 +96,28 @@ def durable_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProdu
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+async def partition_leader_reachable(
+    producer: AIOKafkaProducer, topic: str, key: str, timeout: float = 1.0
+) -> bool:
+    """Whether the broker leading `key`'s partition answers now.
+
+    Checked before a write that a client waits on: when the broker is plainly down, the write is
+    refused at once instead of sitting in the producer's buffer, to be sent (and create a job the
+    client was told failed) when the broker returns.
+    """
+    partitions = producer.client.cluster.partitions_for_topic(topic)
+    if not partitions:
+        return True  # metadata not loaded yet: the write itself will wait for it
+    partition = DefaultPartitioner()(key.encode(), sorted(partitions), list(partitions))
+    leader = producer.client.cluster.leader_for_partition(TopicPartition(topic, partition))
+    if leader is None or leader < 0:
+        return False
+    try:
+        return bool(await asyncio.wait_for(producer.client.ready(leader), timeout))
+    except (TimeoutError, KafkaError, OSError):
+        return False
 
 
 async def publish(
