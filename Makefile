@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JARS := deploy/kafka/libs/.complete
 
-.PHONY: install postgresql run test test-unit test-integration test-e2e lint format bench lock \
+.PHONY: install postgresql run test test-unit test-integration test-e2e lint format bench lock replay \
         kafka api calculator projector downloader clean
 
 install: $(INSTALLED) $(JARS) postgresql
@@ -60,6 +60,10 @@ bench: install
 lock:
 	$(BIN)/pip install --quiet uv && $(BIN)/uv pip compile pyproject.toml --extra dev \
 	  --generate-hashes --quiet -o requirements.lock
+
+# Rebuild the view from the log while everything keeps running, then switch to it.
+replay: install
+	$(BIN)/python -m services.projector.replay
 
 kafka: install
 	$(BIN)/python -m deploy.kafka.local_broker run

@@ -34,10 +34,16 @@ class _ResumeFromView(ConsumerRebalanceListener):  # type: ignore[misc]
         pass
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        positions = self._store.positions()
-        for tp in assigned:
-            self._consumer.seek(tp, positions.get((tp.topic, tp.partition), 0))
+        _seek_to_view(self._consumer, self._store, assigned)
         log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
+
+
+def _seek_to_view(
+    consumer: AIOKafkaConsumer, store: ViewStore, partitions: set[TopicPartition] | None = None
+) -> None:
+    positions = store.positions()
+    for tp in partitions if partitions is not None else consumer.assignment():
+        consumer.seek(tp, positions.get((tp.topic, tp.partition), 0))
 
 
 async def run(kafka: KafkaSettings, store: ViewStore) -> None:
@@ -55,9 +61,16 @@ async def run(kafka: KafkaSettings, store: ViewStore) -> None:
     producer = durable_producer(kafka)
     await connect_with_retry(producer.start, "projector")
     log.info("projector started")
+    generation = store.generation()
     try:
         while True:
             batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
+            if store.generation() != generation:
+                # `make replay` switched the view to a rebuilt one: go on from where it ends.
+                generation = store.generation()
+                _seek_to_view(consumer, store)
+                log.info("switched to a rebuilt view", extra={"view": generation})
+                continue
             records = [
                 LogRecord(r.topic, r.partition, r.offset, r.key, r.value)
                 for batch in batches.values()

@@ -181,6 +181,9 @@ class PostgresView:
 
     # Writing (the projector)
 
+    def generation(self) -> str:
+        return "postgresql"  # rebuilt in place: `make replay` supports SQLite only for now
+
     def positions(self) -> dict[tuple[str, int], int]:
         rows = self._run(
             lambda db: db.execute("SELECT topic, partition, next_offset FROM positions").fetchall()

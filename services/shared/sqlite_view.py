@@ -1,7 +1,9 @@
 """The view in one SQLite file (WAL): one writer (the projector), any number of readers."""
 
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -40,12 +42,30 @@ def _microseconds(moment: datetime) -> int:
 
 
 class SqliteView:
-    def __init__(self, path: Path, writer: bool = False) -> None:
-        """Readers open an existing view; the projector (the one writer) also creates it."""
+    """`path` may be a symbolic link: `make replay` builds a new file beside it, then swaps the
+    link in one step. Every connection follows the link again within half a second."""
+
+    _RECHECK_SECONDS = 0.5
+
+    def __init__(self, path: Path, writer: bool = False, durable: bool = True) -> None:
+        """Readers open an existing view; the projector (the one writer) also creates it.
+
+        `durable=False` skips syncing to disk at each commit: for a rebuild, which calls
+        `flush_to_disk()` before the view is used.
+        """
         self._path = path
+        self._synchronous = "FULL" if durable else "OFF"
         self._local = threading.local()
+        self._file = path.resolve()
+        self._checked_at = time.monotonic()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._create_schema(drop_outdated=writer)
+
+    def current_file(self) -> Path:
+        """The file the view is in now (follows the link afresh)."""
+        self._file = self._path.resolve()
+        self._checked_at = time.monotonic()
+        return self._file
 
     def _create_schema(self, drop_outdated: bool) -> None:
         db = self._db
@@ -65,16 +85,21 @@ class SqliteView:
             (SCHEMA_VERSION,),
         )
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA synchronous=FULL")
+    def _connect(self, file: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(file, timeout=30, isolation_level=None)
+        db.execute(f"PRAGMA synchronous={self._synchronous}")
         return db
 
     @property
     def _db(self) -> sqlite3.Connection:
+        if time.monotonic() - self._checked_at > self._RECHECK_SECONDS:
+            self.current_file()
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = self._connect()
+        if db is None or self._local.file != self._file:
+            if db is not None:
+                db.close()
+            db = self._local.db = self._connect(self._file)
+            self._local.file = self._file
         return db
 
     # Reading
@@ -126,16 +151,29 @@ class SqliteView:
 
     # Writing (the projector)
 
+    def generation(self) -> str:
+        return str(self.current_file())
+
+    def flush_to_disk(self) -> None:
+        """Everything committed so far, in the database file and synced."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with self._file.open("rb+") as file:
+            os.fsync(file.fileno())
+
     def positions(self) -> dict[tuple[str, int], int]:
         rows = self._db.execute("SELECT topic, partition, next_offset FROM positions")
         return {(topic, partition): offset for topic, partition, offset in rows}
 
     def load_jobs(self, job_ids: Iterable[str]) -> dict[str, JobView]:
+        wanted = list(set(job_ids))
         jobs = {}
-        for job_id in set(job_ids):
-            job = self.get_job(job_id)
-            if job is not None:
-                jobs[job_id] = job
+        for start in range(0, len(wanted), 500):  # SQLite allows a bounded number of parameters
+            some = wanted[start : start + 500]
+            marks = ",".join("?" * len(some))
+            for job_id, body in self._db.execute(
+                f"SELECT job_id, body FROM jobs WHERE job_id IN ({marks})", some
+            ):
+                jobs[job_id] = JobView.model_validate_json(body)
         return jobs
 
     def commit(

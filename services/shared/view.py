@@ -64,6 +64,10 @@ class ViewReader(Protocol):
 class ViewStore(ViewReader, Protocol):
     def positions(self) -> dict[tuple[str, int], int]: ...
 
+    def generation(self) -> str:
+        """Changes when the store is switched to a rebuilt one (`make replay`)."""
+        ...
+
     def load_jobs(self, job_ids: Iterable[str]) -> dict[str, JobView]: ...
 
     def commit(

@@ -1,0 +1,136 @@
+"""`make replay`: rebuild the view from offset 0 while the system keeps serving, then switch.
+
+The new view is built in a file of its own beside the current one; when it has caught up with the
+log, the view's path (a symbolic link) is swapped to it in one step. Readers follow the link
+within half a second and never see a half-built view; the projector notices the switch and goes on
+from where the rebuilt view ends.
+"""
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from services.projector.handler import LogRecord, decode_batch, project_batch
+from services.shared.logs import configure_logging
+from services.shared.settings import KafkaSettings, ViewSettings
+from services.shared.sqlite_view import SqliteView
+
+log = logging.getLogger("replay")
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    file: Path
+    events: int
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+async def rebuild(kafka: KafkaSettings, file: Path) -> Rebuilt:
+    """Every record of the events and digits topics, from offset 0, folded into a new view."""
+    started = time.perf_counter()
+    view = SqliteView(file, writer=True, durable=False)
+    partitions = await _partitions(kafka, [kafka.events_topic, kafka.digits_topic])
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    events = 0
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        while await _behind(consumer, end):
+            batches = await consumer.getmany(timeout_ms=1000, max_records=50_000)
+            records = [
+                LogRecord(r.topic, r.partition, r.offset, r.key, r.value)
+                for batch in batches.values()
+                for r in batch
+            ]
+            if records:
+                project_batch(view, decode_batch(records, kafka.digits_topic))
+                events += len(records)
+    finally:
+        await consumer.stop()
+    view.flush_to_disk()
+    view.close()
+    return Rebuilt(file, events, time.perf_counter() - started)
+
+
+async def _behind(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
+    for tp, end_offset in end.items():
+        if await consumer.position(tp) < end_offset:
+            return True
+    return False
+
+
+async def _partitions(kafka: KafkaSettings, topics: list[str]) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return [
+        TopicPartition(topic["topic"], partition["partition"])
+        for topic in described
+        for partition in topic["partitions"]
+    ]
+
+
+def switch_to(link: Path, file: Path) -> None:
+    """Point `link` at `file` in one step (rename is atomic), then drop older generations."""
+    previous = link.resolve()
+    staged = link.with_name(link.name + ".switching")
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(file.name)
+    os.replace(staged, link)
+    # Readers may still be on the previous file for a moment; the ones before it are unused.
+    keep = {file.name, previous.name}
+    for old in link.parent.glob(f"{link.stem}-*.sqlite3*"):
+        if old.name.removesuffix("-wal").removesuffix("-shm") not in keep:
+            old.unlink(missing_ok=True)
+
+
+def new_generation_file(link: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    return link.with_name(f"{link.stem}-{stamp}.sqlite3")
+
+
+async def replay(kafka: KafkaSettings, link: Path) -> Rebuilt:
+    rebuilt = await rebuild(kafka, new_generation_file(link))
+    switch_to(link, rebuilt.file)
+    return rebuilt
+
+
+def main() -> None:
+    configure_logging("replay")
+    # A line per job and status is right for the live projector, not for a whole log at once.
+    logging.getLogger("services.projector.handler").setLevel(logging.WARNING)
+    view = ViewSettings()
+    if view.pi_jobs_view_url is not None:
+        sys.exit("make replay rebuilds an SQLite view; PI_JOBS_VIEW_URL is set")
+    rebuilt = asyncio.run(replay(KafkaSettings(), view.pi_jobs_view_db))
+    print(
+        f"replayed {rebuilt.events} records in {rebuilt.seconds:.1f} s "
+        f"({rebuilt.events_per_second:,.0f}/s); the view is now {rebuilt.file.name}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
