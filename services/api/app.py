@@ -18,6 +18,7 @@ from services.api.gateway import proxy_download
 from services.api.jobs import JobCommands, cancel_job, job_status, submit_job
 from services.api.listing import MAX_PAGE, list_jobs
 from services.api.live import status_events
+from services.api.quota import SubmissionQuota
 from services.api.readiness import check_readiness
 from services.api.submission import read_num
 from services.shared.events import JobEvent
@@ -86,6 +87,7 @@ def create_app(api: ApiSettings, kafka: KafkaSettings, view: ViewReader) -> Fast
             log.exception("publishing failed", extra={"job_id": event.job_id})
             raise ApiError(503, "the job queue is unavailable: try again shortly") from None
 
+    quota = SubmissionQuota(api.pi_jobs_submissions_per_second, api.pi_jobs_submission_burst)
     commands = JobCommands(
         publish_event, view, kafka.events_topic, api.pi_jobs_projection_wait_seconds
     )
@@ -97,6 +99,7 @@ def create_app(api: ApiSettings, kafka: KafkaSettings, view: ViewReader) -> Fast
         if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise ApiError(400, "Idempotency-Key must be 1 to 200 printable ASCII characters")
         num = await read_num(request, api.pi_jobs_max_num)
+        quota.take(request.client.host if request.client else "unknown")
         job_id = await submit_job(num, idempotency_key, commands)
         return {"success": True, "job_id": job_id}
 

@@ -56,6 +56,9 @@ class ApiSettings(BaseSettings):
     pi_jobs_port: int = 3000
     pi_jobs_max_num: int = Field(default=100_000_000, ge=1)
     pi_jobs_downloader_url: str = "http://127.0.0.1:3002"
+    # Submissions one client may make, per second and in a burst (per API process).
+    pi_jobs_submissions_per_second: float = Field(default=50.0, gt=0)
+    pi_jobs_submission_burst: int = Field(default=200, ge=1)
     # How long a POST waits for the view to show the new job (read-your-writes).
     pi_jobs_projection_wait_seconds: float = 5.0
 

@@ -185,3 +185,19 @@ def test_calculators_share_the_work_and_take_over_from_a_stopped_one(
         stack.start("calculator")  # the module's stack keeps its first calculator
     else:
         stack.stop("calculator-2")
+
+
+def test_a_flood_from_one_client_is_refused_up_front(stack: LocalStack) -> None:
+    port = free_port()
+    limits = {"PI_JOBS_SUBMISSION_BURST": "3", "PI_JOBS_SUBMISSIONS_PER_SECOND": "0.01"}
+    stack.start_replica("api", "api-quota", PI_JOBS_PORT=str(port), **limits)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as limited:
+            wait_until(lambda: _ready(limited), 60, "api replica with a quota")
+            answers = [limited.post("/pi_job", data={"num": "10"}) for _ in range(5)]
+    finally:
+        stack.stop("api-quota")
+    assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+    refused = answers[-1]
+    assert refused.json()["success"] is False and "too many submissions" in refused.json()["error"]
+    assert int(refused.headers["retry-after"]) > 0
