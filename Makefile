@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 JARS := deploy/kafka/libs/.complete
 
 .PHONY: install postgresql run test test-unit test-integration test-e2e lint format bench lock replay \
-        kafka api calculator projector downloader clean
+        kafka kafka-cluster api calculator projector downloader clean
 
 install: $(INSTALLED) $(JARS) postgresql
 
@@ -67,6 +67,12 @@ replay: install
 
 kafka: install
 	$(BIN)/python -m deploy.kafka.local_broker run
+
+# Three brokers, a three-voter KRaft quorum. Use it with:
+#   KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9192,127.0.0.1:9193,127.0.0.1:9194 \
+#   PI_JOBS_REPLICATION_FACTOR=3 PI_JOBS_MIN_INSYNC_REPLICAS=2 make run
+kafka-cluster: install
+	$(BIN)/python -m deploy.kafka.local_cluster run
 
 api: install
 	$(BIN)/python -m services.api

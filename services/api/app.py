@@ -5,12 +5,9 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -18,78 +15,38 @@ from services.api.gateway import proxy_download
 from services.api.jobs import JobCommands, cancel_job, job_status, submit_job
 from services.api.listing import MAX_PAGE, list_jobs
 from services.api.live import status_events
+from services.api.publishing import EventPublisher
 from services.api.quota import SubmissionQuota
 from services.api.readiness import check_readiness
 from services.api.submission import read_num
-from services.shared.events import JobEvent
-from services.shared.kafka import (
-    connect_with_retry,
-    durable_producer,
-    ensure_topics,
-    partition_leader_reachable,
-    publish,
-)
 from services.shared.settings import ApiSettings, KafkaSettings
 from services.shared.view import JobStatus, ViewReader
 from services.shared.web import ApiError, find_job, install_error_handlers
 
 log = logging.getLogger("api")
 
-PUBLISH_TIMEOUT_MS = 1500
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
-@dataclass
-class _Connections:
-    producer: AIOKafkaProducer | None = None
-    downloader: httpx.AsyncClient = field(default_factory=httpx.AsyncClient)
-
-
 def create_app(api: ApiSettings, kafka: KafkaSettings, view: ViewReader) -> FastAPI:
-    connections = _Connections(
-        downloader=httpx.AsyncClient(base_url=api.pi_jobs_downloader_url, timeout=30)
-    )
-
-    async def connect() -> None:
-        await connect_with_retry(lambda: ensure_topics(kafka), "api")
-        # A request the broker cannot take within this time is answered 503; the batch expires
-        # unsent, so a job the client was told failed is not created later behind its back.
-        producer = durable_producer(kafka, request_timeout_ms=PUBLISH_TIMEOUT_MS)
-        await connect_with_retry(producer.start, "api")
-        connections.producer = producer
-        log.info("connected to kafka")
+    publisher = EventPublisher(kafka)
+    downloader = httpx.AsyncClient(base_url=api.pi_jobs_downloader_url, timeout=30)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Serve (and answer 503 to submissions) while Kafka is still unreachable.
-        connecting = asyncio.create_task(connect())
+        connecting = asyncio.create_task(publisher.connect())
         yield
         connecting.cancel()
-        if connections.producer is not None:
-            await connections.producer.stop()
-        await connections.downloader.aclose()
+        await publisher.close()
+        await downloader.aclose()
 
     app = FastAPI(title="pi-jobs", lifespan=lifespan)
     install_error_handlers(app)
 
-    async def publish_event(event: JobEvent) -> tuple[int, int]:
-        producer = connections.producer
-        if producer is None:
-            raise ApiError(503, "the job queue is not reachable yet: try again shortly")
-        if not await partition_leader_reachable(producer, kafka.events_topic, event.job_id):
-            raise ApiError(503, "the job queue is unavailable: try again shortly")
-        try:
-            return await asyncio.wait_for(
-                publish(producer, kafka.events_topic, event.job_id, event),
-                timeout=PUBLISH_TIMEOUT_MS / 1000 + 0.5,
-            )
-        except (KafkaError, TimeoutError):
-            log.exception("publishing failed", extra={"job_id": event.job_id})
-            raise ApiError(503, "the job queue is unavailable: try again shortly") from None
-
     quota = SubmissionQuota(api.pi_jobs_submissions_per_second, api.pi_jobs_submission_burst)
     commands = JobCommands(
-        publish_event, view, kafka.events_topic, api.pi_jobs_projection_wait_seconds
+        publisher.publish, view, kafka.events_topic, api.pi_jobs_projection_wait_seconds
     )
 
     @app.post("/pi_job")
@@ -133,7 +90,7 @@ def create_app(api: ApiSettings, kafka: KafkaSettings, view: ViewReader) -> Fast
     ) -> StreamingResponse:
         await asyncio.to_thread(find_job, job_id, view)  # 404s are answered here, not forwarded
         path = f"/download_pi_job/{job_id}"
-        return await proxy_download(connections.downloader, path, if_none_match)
+        return await proxy_download(downloader, path, if_none_match)
 
     @app.get("/healthz")
     def healthz() -> dict[str, bool]:
@@ -141,7 +98,7 @@ def create_app(api: ApiSettings, kafka: KafkaSettings, view: ViewReader) -> Fast
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        problems = await check_readiness(kafka, connections.producer, connections.downloader)
+        problems = await check_readiness(kafka, publisher.producer, downloader)
         if problems:
             return JSONResponse({"success": False, "error": "; ".join(problems)}, status_code=503)
         return JSONResponse({"success": True})

@@ -5,6 +5,7 @@ partition; so the end of the last record is the length of a stored prefix (the w
 two calculators published at once: then a shorter one, and some digits are computed again).
 """
 
+import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -19,6 +20,8 @@ class StoredDigits:
     def __init__(self, settings: KafkaSettings) -> None:
         self._settings = settings
         self._known = 0
+        # Jobs run side by side: one reads the log's tail while the others wait for its answer.
+        self._reading = asyncio.Lock()
 
     def note_published(self, end: int) -> None:
         self._known = max(self._known, end)
@@ -26,7 +29,9 @@ class StoredDigits:
     async def at_least(self, wanted: int) -> int:
         """The stored prefix length; reads the log's tail only when the cached figure is short."""
         if self._known < wanted:
-            self._known = max(self._known, await self._read_from_log())
+            async with self._reading:
+                if self._known < wanted:
+                    self._known = max(self._known, await self._read_from_log())
         return self._known
 
     async def _read_from_log(self) -> int:

@@ -31,9 +31,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class _OncePerInterval(logging.Filter):
+    """Lets an aiokafka message through once per interval: a broker outage makes it repeat the
+    same error hundreds of times a second."""
+
+    def __init__(self, seconds: float = 10.0) -> None:
+        super().__init__()
+        self._seconds = seconds
+        self._last_seen: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("aiokafka"):
+            return True
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        if now - self._last_seen.get(key, -self._seconds) < self._seconds:
+            return False
+        if len(self._last_seen) > 1000:
+            self._last_seen.clear()
+        self._last_seen[key] = now
+        return True
+
+
 def configure_logging(service: str, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
+    handler.addFilter(_OncePerInterval())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
