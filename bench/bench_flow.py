@@ -52,8 +52,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         broker = LocalBroker(Path(tmp) / "kafka", port=free_port(), controller_port=free_port())
         with broker:
-            stack = LocalStack(broker.bootstrap_servers, Path(tmp), free_port(), free_port(),
-                               log_to_files=True)  # fmt: skip
+            stack = LocalStack(
+                broker.bootstrap_servers,
+                Path(tmp),
+                api_port=free_port(),
+                downloader_port=free_port(),
+                calculator_ops_port=free_port(),
+                projector_ops_port=free_port(),
+                log_to_files=True,
+            )
             stack.start()
             try:
                 stack.wait_ready()

@@ -20,6 +20,8 @@ class LocalStack:
     data_dir: Path
     api_port: int = 3000
     downloader_port: int = 3002
+    calculator_ops_port: int = 3003
+    projector_ops_port: int = 3004
     topic_prefix: str = "pi-jobs"
     # None: the services write to this terminal; else one log file per service in data_dir/logs.
     log_to_files: bool = False
@@ -38,6 +40,8 @@ class LocalStack:
             "PI_JOBS_PORT": str(self.api_port),
             "PI_JOBS_DOWNLOADER_PORT": str(self.downloader_port),
             "PI_JOBS_DOWNLOADER_URL": f"http://127.0.0.1:{self.downloader_port}",
+            "PI_JOBS_CALCULATOR_OPS_PORT": str(self.calculator_ops_port),
+            "PI_JOBS_PROJECTOR_OPS_PORT": str(self.projector_ops_port),
             **self.extra_env,
         }
 

@@ -19,6 +19,7 @@ from services.api.publishing import EventPublisher
 from services.api.quota import SubmissionQuota
 from services.api.readiness import check_readiness
 from services.api.submission import read_num
+from services.shared.metrics import install_metrics, view_gauges
 from services.shared.settings import ApiSettings, KafkaSettings
 from services.shared.view import JobStatus, ViewReader
 from services.shared.web import ApiError, find_job, install_error_handlers
@@ -43,6 +44,7 @@ def create_app(api: ApiSettings, kafka: KafkaSettings, view: ViewReader) -> Fast
 
     app = FastAPI(title="pi-jobs", lifespan=lifespan)
     install_error_handlers(app)
+    install_metrics(app, "api", before_scrape=view_gauges(view))
 
     quota = SubmissionQuota(api.pi_jobs_submissions_per_second, api.pi_jobs_submission_burst)
     commands = JobCommands(

@@ -37,6 +37,8 @@ from services.shared.kafka import (
     send_to_dead_letters,
 )
 from services.shared.logs import configure_logging
+from services.shared.metrics import track_consumer_lag
+from services.shared.ops_server import serve_ops
 from services.shared.runtime import run_until_stopped
 from services.shared.settings import CalculatorSettings, KafkaSettings
 
@@ -135,6 +137,19 @@ async def run(kafka: KafkaSettings, settings: CalculatorSettings) -> None:
     committer = _Committer(consumer, runner)
     consumer.subscribe([kafka.events_topic], listener=committer)
     committing = asyncio.create_task(committer.run())
+    group = kafka.group_id("calculator")
+    background = [
+        committing,
+        asyncio.create_task(track_consumer_lag(consumer, group)),
+        asyncio.create_task(
+            serve_ops(
+                "calculator",
+                settings.pi_jobs_calculator_ops_host,
+                settings.pi_jobs_calculator_ops_port,
+                lambda: [] if consumer.assignment() else ["no partitions assigned yet"],
+            )
+        ),
+    ]
     log.info("calculator started", extra={"worker": deps.worker})
     try:
         async for record in consumer:
@@ -154,7 +169,8 @@ async def run(kafka: KafkaSettings, settings: CalculatorSettings) -> None:
             committer.finished(tp, record.offset)
     finally:
         committer.close()
-        committing.cancel()
+        for task in background:
+            task.cancel()
         await runner.stop()
         await consumer.stop()
         await producer.stop()

@@ -19,6 +19,7 @@ from services.shared.events import (
     JobRequested,
     JobStarted,
 )
+from services.shared.metrics import DIGITS_COMPUTED, JOBS_FINISHED, JOBS_FROM_STORED
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ async def handle_job_requested(event: JobRequested, deps: CalculatorDeps) -> Non
     if event.num <= await deps.stored_digits(event.num):
         await deps.publish_job_event(started_event)
         await _complete(event, deps, "stored", 0.0)
+        JOBS_FROM_STORED.inc()
+        JOBS_FINISHED.labels("complete", "stored").inc()
         log.info("job served from stored digits", extra=job)
         return
     target = whole_chunks(event.num)
@@ -74,15 +77,18 @@ async def handle_job_requested(event: JobRequested, deps: CalculatorDeps) -> Non
             decimals = await _compute_with_progress(event, target, deps)
         except ComputeError as error:
             await deps.publish_job_event(JobFailed(job_id=event.job_id, error=str(error)))
+            JOBS_FINISHED.labels("failed", "none").inc()
             log.error("job failed", extra={**job, "error": str(error)})
             return
     compute_seconds = time.perf_counter() - started
     deps.cost_model.learn(target, compute_seconds)
+    DIGITS_COMPUTED.inc(target)
     # Another job may have stored some of these meanwhile: publish only what is still new.
     stored = min(await deps.stored_digits(target), target)
     for chunk in chunks_to_store(decimals, stored):
         await deps.publish_digits(chunk)
     await _complete(event, deps, "computed", compute_seconds)
+    JOBS_FINISHED.labels("complete", "computed").inc()
     log.info("job computed", extra={**job, "compute_seconds": round(compute_seconds, 3)})
 
 

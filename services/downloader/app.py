@@ -9,6 +9,7 @@ from fastapi import FastAPI, Header
 from fastapi.responses import Response, StreamingResponse
 
 from services.downloader.zipstream import zip_single_file
+from services.shared.metrics import install_metrics
 from services.shared.view import ViewReader
 from services.shared.web import ApiError, find_job, install_error_handlers
 
@@ -38,6 +39,7 @@ def create_app(view: ViewReader) -> FastAPI:
         return _sha256(view, num)
 
     install_error_handlers(app)
+    install_metrics(app, "downloader")
 
     @app.get("/download_pi_job/{job_id}", response_model=None)
     def download(

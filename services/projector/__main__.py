@@ -15,8 +15,10 @@ from services.shared.kafka import (
     send_to_dead_letters,
 )
 from services.shared.logs import configure_logging
+from services.shared.metrics import track_consumer_lag
+from services.shared.ops_server import serve_ops
 from services.shared.runtime import run_until_stopped
-from services.shared.settings import KafkaSettings, ViewSettings
+from services.shared.settings import KafkaSettings, ProjectorSettings, ViewSettings
 from services.shared.view import ViewStore
 from services.shared.view_stores import open_view
 
@@ -46,7 +48,10 @@ def _seek_to_view(
         consumer.seek(tp, positions.get((tp.topic, tp.partition), 0))
 
 
-async def run(kafka: KafkaSettings, store: ViewStore) -> None:
+async def run(
+    kafka: KafkaSettings, store: ViewStore, settings: ProjectorSettings | None = None
+) -> None:
+    settings = settings or ProjectorSettings()
     await connect_with_retry(lambda: ensure_topics(kafka), "projector")
     consumer = AIOKafkaConsumer(
         bootstrap_servers=kafka.kafka_bootstrap_servers,
@@ -60,6 +65,17 @@ async def run(kafka: KafkaSettings, store: ViewStore) -> None:
     )
     producer = durable_producer(kafka)
     await connect_with_retry(producer.start, "projector")
+    background = [
+        asyncio.create_task(track_consumer_lag(consumer, kafka.group_id("projector"))),
+        asyncio.create_task(
+            serve_ops(
+                "projector",
+                settings.pi_jobs_projector_ops_host,
+                settings.pi_jobs_projector_ops_port,
+                lambda: [] if consumer.assignment() else ["no partitions assigned yet"],
+            )
+        ),
+    ]
     log.info("projector started")
     generation = store.generation()
     try:
@@ -87,6 +103,8 @@ async def run(kafka: KafkaSettings, store: ViewStore) -> None:
             with contextlib.suppress(KafkaError):
                 await consumer.commit({tp: b[-1].offset + 1 for tp, b in batches.items()})
     finally:
+        for task in background:
+            task.cancel()
         await consumer.stop()
         await producer.stop()
 

@@ -11,6 +11,7 @@ from services.shared.events import (
     decode_digits,
     decode_job_event,
 )
+from services.shared.metrics import JOB_SECONDS, size_label
 from services.shared.view import JobView, ViewStore
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ def project_batch(store: ViewStore, batch: DecodedBatch) -> None:
         after = apply_event(before, event)
         if after is not None and after != before:
             jobs[event.job_id] = changed[event.job_id] = after
-            if after.status != before.status if before else True:
+            if before is None or after.status != before.status:
                 log.info("job is %s", after.status, extra={"job_id": after.job_id})
+                if after.status == "complete" and after.finished_at is not None:
+                    seconds = (after.finished_at - after.requested_at).total_seconds()
+                    JOB_SECONDS.labels(size_label(after.num)).observe(seconds)
     store.commit(changed.values(), batch.chunks, batch.positions)

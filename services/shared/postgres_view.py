@@ -157,6 +157,12 @@ class PostgresView:
         rows = self._run(lambda db: db.execute(sql, [*params, limit]).fetchall())
         return [JobView.model_validate_json(body) for (body,) in rows]
 
+    def count_by_status(self) -> dict[str, int]:
+        rows = self._run(
+            lambda db: db.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
+        )
+        return {status: int(count) for status, count in rows}
+
     def stored_digits(self) -> int:
         row = self._fetchone("SELECT value FROM meta WHERE key = %s", ("stored_digits",))
         return 0 if row is None else int(row[0])

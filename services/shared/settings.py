@@ -69,6 +69,17 @@ class CalculatorSettings(BaseSettings):
     # Computations of at least this many digits take the large lane, one at a time.
     pi_jobs_large_job_digits: int = Field(default=2_000_000, ge=1)
     pi_jobs_max_jobs_in_flight: int = Field(default=64, ge=1)
+    # /healthz, /readyz and /metrics (a second calculator on the same host goes without them).
+    pi_jobs_calculator_ops_host: str = "127.0.0.1"
+    pi_jobs_calculator_ops_port: int = 3003
+
+
+class ProjectorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    # /healthz, /readyz and /metrics.
+    pi_jobs_projector_ops_host: str = "127.0.0.1"
+    pi_jobs_projector_ops_port: int = 3004
 
 
 class DownloaderSettings(BaseSettings):

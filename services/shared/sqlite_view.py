@@ -127,6 +127,10 @@ class SqliteView:
         rows = self._db.execute(sql, [*params, limit])
         return [JobView.model_validate_json(body) for (body,) in rows]
 
+    def count_by_status(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT status, count(*) FROM jobs GROUP BY status")
+        return {status: int(count) for status, count in rows}
+
     def stored_digits(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'stored_digits'").fetchone()
         return 0 if row is None else int(row[0])

@@ -18,6 +18,8 @@ def start_stack(bootstrap: str, data_dir: Path, topic_prefix: str | None = None)
         data_dir=data_dir,
         api_port=free_port(),
         downloader_port=free_port(),
+        calculator_ops_port=free_port(),
+        projector_ops_port=free_port(),
         topic_prefix=topic_prefix or f"e2e-{uuid.uuid4().hex[:12]}",
         log_to_files=True,
     )

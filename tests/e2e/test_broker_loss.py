@@ -75,6 +75,8 @@ def stack(cluster: LocalCluster, tmp_path: Path) -> Iterator[LocalStack]:
         data_dir=tmp_path / "stack",
         api_port=free_port(),
         downloader_port=free_port(),
+        calculator_ops_port=free_port(),
+        projector_ops_port=free_port(),
         topic_prefix=PREFIX,
         log_to_files=True,
         extra_env={

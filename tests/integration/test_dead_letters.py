@@ -8,9 +8,9 @@ import services.calculator.__main__ as calculator
 import services.projector.__main__ as projector
 from services.shared.events import JobRequested, encode
 from services.shared.kafka import durable_producer, ensure_topics
-from services.shared.settings import CalculatorSettings, KafkaSettings
+from services.shared.settings import KafkaSettings
 from services.shared.sqlite_view import SqliteView
-from tests.integration.test_event_flow import running
+from tests.integration.test_event_flow import ANY_PORT_CALCULATOR, ANY_PORT_PROJECTOR, running
 from tests.support import wait_until_async
 
 POISON = [
@@ -63,8 +63,8 @@ async def test_poison_records_are_parked_and_good_jobs_still_complete(
 
     view = SqliteView(view_path, writer=True)
     loops = (
-        calculator.run(kafka_settings, CalculatorSettings()),
-        projector.run(kafka_settings, view),
+        calculator.run(kafka_settings, ANY_PORT_CALCULATOR),
+        projector.run(kafka_settings, view, ANY_PORT_PROJECTOR),
     )
     async with running(*loops):
 

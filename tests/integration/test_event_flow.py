@@ -14,9 +14,13 @@ import services.projector.__main__ as projector
 from services.calculator.stored_digits import StoredDigits
 from services.shared.events import JobRequested, decode_digits
 from services.shared.kafka import durable_producer, ensure_topics, publish
-from services.shared.settings import CalculatorSettings, KafkaSettings
+from services.shared.settings import CalculatorSettings, KafkaSettings, ProjectorSettings
 from services.shared.sqlite_view import SqliteView
 from tests.support import reference_pi_text, wait_until_async
+
+# Ops endpoints on any free port, so these run beside `make run`.
+ANY_PORT_CALCULATOR = CalculatorSettings(pi_jobs_calculator_ops_port=0)
+ANY_PORT_PROJECTOR = ProjectorSettings(pi_jobs_projector_ops_port=0)
 
 
 @contextlib.asynccontextmanager
@@ -70,7 +74,8 @@ async def test_requested_jobs_are_computed_once_and_projected(
 ) -> None:
     view = SqliteView(view_path, writer=True)
     async with running(
-        calculator.run(kafka_settings, CalculatorSettings()), projector.run(kafka_settings, view)
+        calculator.run(kafka_settings, ANY_PORT_CALCULATOR),
+        projector.run(kafka_settings, view, ANY_PORT_PROJECTOR),
     ):
         await request(kafka_settings, ("small", 12), ("big", 150_000))
         for job_id in ("small", "big"):
@@ -96,7 +101,8 @@ async def test_the_projector_resumes_where_its_view_left_off(
     view = SqliteView(view_path, writer=True)
     await request(kafka_settings, ("first", 10))
     async with running(
-        calculator.run(kafka_settings, CalculatorSettings()), projector.run(kafka_settings, view)
+        calculator.run(kafka_settings, ANY_PORT_CALCULATOR),
+        projector.run(kafka_settings, view, ANY_PORT_PROJECTOR),
     ):
         await wait_until_async(
             lambda: _status_is(view, "first", "complete"), 60, "first job complete"
@@ -104,7 +110,8 @@ async def test_the_projector_resumes_where_its_view_left_off(
     positions_before = view.positions()
     await request(kafka_settings, ("second", 20))
     async with running(
-        calculator.run(kafka_settings, CalculatorSettings()), projector.run(kafka_settings, view)
+        calculator.run(kafka_settings, ANY_PORT_CALCULATOR),
+        projector.run(kafka_settings, view, ANY_PORT_PROJECTOR),
     ):
         await wait_until_async(
             lambda: _status_is(view, "second", "complete"), 60, "second job complete"

@@ -1,0 +1,92 @@
+"""Prometheus metrics, all named pi_jobs_*; each process serves its own at /metrics."""
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import get_args
+
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from services.shared.view import JobStatus, ViewReader
+
+HTTP_REQUESTS = Counter(
+    "pi_jobs_http_requests_total",
+    "HTTP requests answered",
+    ["service", "method", "route", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "pi_jobs_http_request_duration_seconds",
+    "Time to answer an HTTP request (to its first byte)",
+    ["service", "route"],
+)
+JOBS_FINISHED = Counter(
+    "pi_jobs_jobs_finished_total", "Jobs a calculator finished", ["outcome", "digits_source"]
+)
+DIGITS_COMPUTED = Counter("pi_jobs_digits_computed_total", "Decimals of pi computed")
+JOBS_FROM_STORED = Counter(
+    "pi_jobs_jobs_served_from_stored_digits_total", "Jobs completed from digits already stored"
+)
+JOB_SECONDS = Histogram(
+    "pi_jobs_job_duration_seconds",
+    "From request to completion, by size (decimals, rounded up to a power of ten)",
+    ["size"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+JOBS_BY_STATE = Gauge("pi_jobs_jobs", "Jobs in the view, by state", ["state"])
+STORED_DIGITS = Gauge("pi_jobs_stored_digits", "Leading decimals of pi stored in the view")
+CONSUMER_LAG = Gauge(
+    "pi_jobs_consumer_lag", "Records not yet read by a consumer", ["group", "topic", "partition"]
+)
+
+
+def size_label(num: int) -> str:
+    return f"1e{max(0, math.ceil(math.log10(num)))}"
+
+
+def install_metrics(
+    app: FastAPI, service: str, before_scrape: Callable[[], None] = lambda: None
+) -> None:
+    """GET /metrics, and a count and timing of every request by route."""
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        before_scrape()
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.middleware("http")
+    async def count_requests(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")  # the template, never the raw id
+        HTTP_REQUESTS.labels(service, request.method, path, response.status_code).inc()
+        HTTP_SECONDS.labels(service, path).observe(time.perf_counter() - started)
+        return response
+
+
+def view_gauges(view: ViewReader) -> Callable[[], None]:
+    """Sets the gauges read from the view, for a /metrics that serves them."""
+
+    def update() -> None:
+        counts = view.count_by_status()
+        for state in get_args(JobStatus):
+            JOBS_BY_STATE.labels(state).set(counts.get(state, 0))
+        STORED_DIGITS.set(view.stored_digits())
+
+    return update
+
+
+async def track_consumer_lag(consumer: AIOKafkaConsumer, group: str) -> None:
+    """Every few seconds, how far each assigned partition's end is ahead of the consumer."""
+    while True:
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is not None:
+                lag = max(end - await consumer.position(tp), 0)
+                CONSUMER_LAG.labels(group, tp.topic, tp.partition).set(lag)
+        await asyncio.sleep(5)

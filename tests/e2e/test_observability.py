@@ -1,0 +1,74 @@
+"""Every service: /healthz, /readyz, Prometheus metrics named pi_jobs_*, and JSON log lines that
+name the job they are about."""
+
+import json
+from functools import partial
+
+import httpx
+
+from deploy.local_stack import SERVICES, LocalStack
+from tests.e2e.helpers import download_text, submit, wait_complete
+from tests.support import wait_until
+
+
+def _ready(url: str) -> bool:
+    return httpx.get(f"{url}/readyz").status_code == 200
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus' text format (the sum if several match)."""
+    total, found = 0.0, False
+    for line in text.splitlines():
+        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            head, value = line.rsplit(" ", 1)
+            if head.split("{")[0] == name:
+                total, found = total + float(value), True
+    assert found, f"no {name} {labels} in metrics"
+    return total
+
+
+def test_health_readiness_and_metrics_on_every_service(
+    client: httpx.Client, stack: LocalStack
+) -> None:
+    job_id = submit(client, 777_777)  # computes: nothing this size is stored yet
+    wait_complete(client, job_id)
+    download_text(client, job_id)
+    ops = {
+        "api": stack.url,
+        "downloader": f"http://127.0.0.1:{stack.downloader_port}",
+        "calculator": f"http://127.0.0.1:{stack.calculator_ops_port}",
+        "projector": f"http://127.0.0.1:{stack.projector_ops_port}",
+    }
+    for service, url in ops.items():
+        assert httpx.get(f"{url}/healthz").json() == {"success": True}, service
+        if service != "downloader":
+            wait_until(partial(_ready, url), 60, f"{service} ready")
+        response = httpx.get(f"{url}/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain"), service
+
+    api = httpx.get(f"{ops['api']}/metrics").text
+    assert metric(api, "pi_jobs_jobs", state="complete") >= 1
+    assert metric(api, "pi_jobs_stored_digits") >= 777_777
+    assert metric(api, "pi_jobs_http_requests_total", route="/pi_job/{job_id}", status="200") >= 1
+    calculator = httpx.get(f"{ops['calculator']}/metrics").text
+    assert metric(calculator, "pi_jobs_digits_computed_total") >= 800_000
+    assert metric(calculator, "pi_jobs_consumer_lag") >= 0
+    projector = httpx.get(f"{ops['projector']}/metrics").text
+    assert metric(projector, "pi_jobs_job_duration_seconds_count", size="1e6") >= 1
+    downloader = httpx.get(f"{ops['downloader']}/metrics").text
+    assert metric(downloader, "pi_jobs_http_requests_total", status="200") >= 1
+
+
+def test_log_lines_are_json_and_name_their_job(client: httpx.Client, stack: LocalStack) -> None:
+    job_id = submit(client, 31)
+    wait_complete(client, job_id)
+    about_the_job = []
+    for service in SERVICES:
+        for line in stack.log_path(service).read_text().splitlines():
+            entry = json.loads(line)  # every line is one JSON object
+            assert {"time", "level", "service", "message"} <= entry.keys(), entry
+            if job_id in line:
+                about_the_job.append(entry)
+    assert {e["service"] for e in about_the_job} >= {"api", "calculator", "projector"}
+    assert all(e.get("job_id") == job_id for e in about_the_job), about_the_job
