@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JARS := deploy/kafka/libs/.complete
 
-.PHONY: install postgresql run test test-unit test-integration test-e2e lint format bench lock replay \
+.PHONY: install postgresql run test test-unit test-integration test-e2e lint format bench bench-huge lock replay \
         kafka kafka-cluster api calculator projector downloader clean
 
 install: $(INSTALLED) $(JARS) postgresql
@@ -55,6 +55,12 @@ format: install
 bench: install
 	$(BIN)/python bench/bench_engine.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_flow.py
+	$(BIN)/python bench/bench_replay.py
+
+# A 100,000,000-digit job end to end: time and peak memory of each service.
+bench-huge: install
+	$(BIN)/python bench/bench_engine.py --huge
+	$(BIN)/python bench/bench_flow.py --huge 100000000
 
 # Re-pin every dependency after changing pyproject.toml.
 lock:

@@ -10,6 +10,7 @@ A benchmark, not a test: nothing here passes or fails on a timing.
 import argparse
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,49 @@ import httpx
 
 from deploy.kafka.local_broker import LocalBroker, free_port
 from deploy.local_stack import LocalStack
+
+
+class PeakMemory:
+    """Samples the resident memory of each service (with its child processes) in a thread."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self._pids = {name: p.pid for name, p in stack.processes.items()}
+        self.peak_mib = dict.fromkeys(self._pids, 0.0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            for name, pid in self._pids.items():
+                total = sum(_rss_kib(p) for p in _tree(pid)) / 1024
+                self.peak_mib[name] = max(self.peak_mib[name], total)
+
+
+def _tree(pid: int) -> list[int]:
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        for child in children.read_text().split():
+            pids += _tree(int(child))
+    return pids
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def post_to_complete(client: httpx.Client, num: int) -> float:
@@ -47,6 +91,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=1000, help="digits of the small jobs")
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--download-digits", type=int, default=10_000_000)
+    parser.add_argument("--huge", type=int, default=0, help="only: one job this large, with memory")
     parser.add_argument("--big", type=int, default=30_000_000, help="the job small ones run beside")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,7 +110,10 @@ def main() -> None:
             try:
                 stack.wait_ready()
                 with httpx.Client(base_url=stack.url, timeout=600) as client:
-                    report(client, args)
+                    if args.huge:
+                        huge(client, stack, args.huge)
+                    else:
+                        report(client, args)
             finally:
                 stack.stop()
 
@@ -86,6 +134,18 @@ def small_while_big(client: httpx.Client, args: argparse.Namespace) -> None:
         f"median {statistics.median(latencies) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms"
     )
     client.delete(f"/pi_job/{big}")
+
+
+def huge(client: httpx.Client, stack: LocalStack, num: int) -> None:
+    with PeakMemory(stack) as memory:
+        seconds = post_to_complete(client, num)
+        first_byte, total, size = download(client, num)
+    print(f"{num:,}-digit job: POST to complete in {seconds:.1f} s")
+    print(
+        f"download: first byte {first_byte * 1000:.0f} ms, {size / 1e6:.0f} MB zip in {total:.1f} s"
+    )
+    for name, mib in memory.peak_mib.items():
+        print(f"peak memory of {name} (with its child processes): {mib:,.0f} MiB")
 
 
 def report(client: httpx.Client, args: argparse.Namespace) -> None:
