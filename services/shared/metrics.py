@@ -89,4 +89,4 @@ async def track_consumer_lag(consumer: AIOKafkaConsumer, group: str) -> None:
             if end is not None:
                 lag = max(end - await consumer.position(tp), 0)
                 CONSUMER_LAG.labels(group, tp.topic, tp.partition).set(lag)
-        await asyncio.sleep(5)
+        await asyncio.sleep(2)
