@@ -23,8 +23,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 
+from deploy.local_server import LocalProcessServer
 from services.shared.runtime import die_with_parent
 
 HERE = Path(__file__).resolve().parent
@@ -168,7 +169,7 @@ _READY_CODES = {0, 36}  # NONE, TOPIC_ALREADY_EXISTS
 
 
 @dataclass
-class LocalBroker:
+class LocalBroker(LocalProcessServer):
     data_dir: Path
     port: int
     controller_port: int
@@ -292,39 +293,6 @@ class LocalBroker:
                     f"kafka not ready after {timeout:g}s ({last}):\n{self._log_tail()}"
                 )
             time.sleep(0.1)  # poll interval
-
-    def terminate(self) -> None:
-        """Ask the broker to shut down (SIGTERM) without waiting."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.process is None:
-            return
-        self.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-    def __enter__(self) -> LocalBroker:
-        try:
-            self.start()
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # --- CLI -------------------------------------------------------------------------------------

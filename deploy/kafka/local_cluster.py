@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 
 from deploy.kafka.local_broker import (
     REPO_ROOT,
@@ -34,6 +34,7 @@ from deploy.kafka.local_broker import (
     exchange,
     probe_create_topic,
 )
+from deploy.local_server import LocalServer
 
 NODE_IDS = (1, 2, 3)
 REPLICATION_FACTOR = 3
@@ -74,7 +75,7 @@ class ClusterNode(LocalBroker):
 
 
 @dataclass
-class LocalCluster:
+class LocalCluster(LocalServer):
     data_dir: Path
     ports: Sequence[int]
     controller_ports: Sequence[int]
@@ -177,23 +178,6 @@ class LocalCluster:
             except OSError as error:
                 errors.append(f"node {node_id}: {error}")
         raise BrokerError(f"no node answered DescribeQuorum: {'; '.join(errors) or 'none running'}")
-
-    def __enter__(self) -> LocalCluster:
-        try:
-            self.start()
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # --- which node leads the metadata quorum (the active controller) ----------------------------

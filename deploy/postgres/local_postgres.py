@@ -20,8 +20,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 
+from deploy.local_server import LocalProcessServer
 from deploy.processes import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +74,7 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 
 @dataclass
-class LocalPostgres:
+class LocalPostgres(LocalProcessServer):
     data_dir: Path
     port: int
     host: str = "127.0.0.1"
@@ -82,6 +83,8 @@ class LocalPostgres:
     # False trades crash safety for speed (fsync off): for throwaway test servers only.
     durable: bool = True
     process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    # A fast shutdown: clients are disconnected.
+    stop_signal: signal.Signals = field(default=signal.SIGINT, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in (self.database, self.user):
@@ -243,39 +246,8 @@ class LocalPostgres:
             self._sql(f"CREATE DATABASE {name}")
         return self.url_for(name)
 
-    def terminate(self) -> None:
-        """Ask for a fast shutdown (SIGINT: clients are disconnected) without waiting."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.process is None:
-            return
-        self.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-    def __enter__(self) -> LocalPostgres:
-        try:
-            self.start()
-            self.wait_ready()
-            self.create_database(self.database)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _when_ready(self) -> None:
+        self.create_database(self.database)
 
 
 # --- CLI -------------------------------------------------------------------------------------

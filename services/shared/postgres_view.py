@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from services.shared.events import DIGITS_PER_CHUNK, DigitsStored
-from services.shared.view import JobView, Positions
+from services.shared.view import JobView, Positions, listing_query
 
 # The view holds nothing the log does not, so a new schema is not migrated: the writer drops the
 # old tables and the projector rebuilds the view from offset 0.
@@ -142,19 +142,8 @@ class PostgresView:
         self, status: str | None, limit: int, before: tuple[int, str] | None
     ) -> list[JobView]:
         """Newest first; `before` is the (requested_us, job_id) of the last job of a page."""
-        where: list[str] = []
-        params: list[str | int] = []
-        if status is not None:
-            where.append("status = %s")
-            params.append(status)
-        if before is not None:
-            where.append("(requested_us, job_id) < (%s, %s)")
-            params += list(before)
-        sql = "SELECT body FROM jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY requested_us DESC, job_id DESC LIMIT %s"
-        rows = self._run(lambda db: db.execute(sql, [*params, limit]).fetchall())
+        sql, params = listing_query(status, limit, before, "%s")
+        rows = self._run(lambda db: db.execute(sql, params).fetchall())
         return [JobView.model_validate_json(body) for (body,) in rows]
 
     def count_by_status(self) -> dict[str, int]:

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from services.shared.events import DIGITS_PER_CHUNK, DigitsStored
-from services.shared.view import JobView, Positions
+from services.shared.view import JobView, Positions, listing_query
 
 # The view holds nothing the log does not, so a new schema is not migrated: the writer drops the
 # old tables and the projector rebuilds the view from offset 0.
@@ -112,19 +112,7 @@ class SqliteView:
         self, status: str | None, limit: int, before: tuple[int, str] | None
     ) -> list[JobView]:
         """Newest first; `before` is the (requested_us, job_id) of the last job of a page."""
-        where: list[str] = []
-        params: list[str | int] = []
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if before is not None:
-            where.append("(requested_us, job_id) < (?, ?)")
-            params += list(before)
-        sql = "SELECT body FROM jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY requested_us DESC, job_id DESC LIMIT ?"
-        rows = self._db.execute(sql, [*params, limit])
+        rows = self._db.execute(*listing_query(status, limit, before, "?"))
         return [JobView.model_validate_json(body) for (body,) in rows]
 
     def count_by_status(self) -> dict[str, int]:

@@ -77,3 +77,23 @@ class ViewStore(ViewReader, Protocol):
     ) -> None:
         """Write the changed jobs, digit chunks and the new read positions in one transaction."""
         ...
+
+
+def listing_query(
+    status: str | None, limit: int, before: tuple[int, str] | None, mark: str
+) -> tuple[str, list[str | int]]:
+    """The SQL (with `mark` as the parameter placeholder) that lists jobs newest first, from
+    after `before`, the (requested_us, job_id) of the last job of the previous page."""
+    where: list[str] = []
+    params: list[str | int] = []
+    if status is not None:
+        where.append(f"status = {mark}")
+        params.append(status)
+    if before is not None:
+        where.append(f"(requested_us, job_id) < ({mark}, {mark})")
+        params += list(before)
+    sql = "SELECT body FROM jobs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY requested_us DESC, job_id DESC LIMIT {mark}"
+    return sql, [*params, limit]
