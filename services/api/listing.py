@@ -24,7 +24,7 @@ def list_jobs(
 
 
 def _encode(job: JobView) -> str:
-    position = f"{int(job.requested_at.timestamp() * 1_000_000)}:{job.job_id}"
+    position = f"{job.requested_us}:{job.job_id}"
     return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
 
 

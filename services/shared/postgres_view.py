@@ -8,7 +8,6 @@ all the time, and a streamed download moves between threads from one chunk to th
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
@@ -54,10 +53,6 @@ _MAX_IDLE_CONNECTIONS = 8
 
 _T = TypeVar("_T")
 _Connection = psycopg.Connection[tuple[Any, ...]]
-
-
-def _microseconds(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000)
 
 
 def _schema_version(db: _Connection) -> int | None:
@@ -200,9 +195,7 @@ class PostgresView:
         self, jobs: Iterable[JobView], chunks: Iterable[DigitsStored], positions: Positions
     ) -> None:
         # Materialised first, so that a retry on a new connection writes the same rows.
-        job_rows = [
-            (j.job_id, j.status, _microseconds(j.requested_at), j.model_dump_json()) for j in jobs
-        ]
+        job_rows = [(j.job_id, j.status, j.requested_us, j.model_dump_json()) for j in jobs]
         chunk_rows = [(c.chunk_index, c.digits) for c in chunks]
         position_rows = [(topic, part, offset) for (topic, part), offset in positions.items()]
 

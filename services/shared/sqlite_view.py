@@ -5,7 +5,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from pathlib import Path
 
 from services.shared.events import DIGITS_PER_CHUNK, DigitsStored
@@ -35,10 +34,6 @@ CREATE TABLE IF NOT EXISTS positions (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
-
-
-def _microseconds(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000)
 
 
 class SqliteView:
@@ -177,10 +172,7 @@ class SqliteView:
             db.executemany(
                 "INSERT OR REPLACE INTO jobs (job_id, status, requested_us, body) "
                 "VALUES (?, ?, ?, ?)",
-                [
-                    (j.job_id, j.status, _microseconds(j.requested_at), j.model_dump_json())
-                    for j in jobs
-                ],
+                [(j.job_id, j.status, j.requested_us, j.model_dump_json()) for j in jobs],
             )
             # Every copy of a chunk holds the same digits, whoever computed it: keep the first.
             db.executemany(

@@ -32,6 +32,11 @@ class JobView(BaseModel):
     compute_seconds: float | None = None
     error: str | None = None
 
+    @property
+    def requested_us(self) -> int:
+        """When requested, in microseconds since the epoch: the listing's sort key."""
+        return int(self.requested_at.timestamp() * 1_000_000)
+
     def as_seen_with(self, stored_digits: int) -> "JobView":
         """A job is complete to readers only once its digits are in the view too.
 
