@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from services.api.accepted import ViewWithAccepted
 from services.api.gateway import proxy_download
 from services.api.jobs import JobCommands, cancel_job, job_status, submit_job
 from services.api.listing import MAX_PAGE, list_jobs
@@ -29,7 +30,19 @@ log = logging.getLogger("api")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
-def create_app(api: ApiSettings, kafka: KafkaSettings, view: ViewReader) -> FastAPI:
+def _submission_schema(max_num: int) -> dict[str, Any]:
+    """What POST /pi_job reads (it parses the body itself, to answer every form of bad input)."""
+    body = {
+        "type": "object",
+        "required": ["num"],
+        "properties": {"num": {"type": "integer", "minimum": 1, "maximum": max_num}},
+    }
+    media = ("application/x-www-form-urlencoded", "multipart/form-data", "application/json")
+    return {"requestBody": {"required": True, "content": {m: {"schema": body} for m in media}}}
+
+
+def create_app(api: ApiSettings, kafka: KafkaSettings, store: ViewReader) -> FastAPI:
+    view = ViewWithAccepted(store)
     publisher = EventPublisher(kafka)
     downloader = httpx.AsyncClient(base_url=api.pi_jobs_downloader_url, timeout=30)
 
@@ -42,7 +55,8 @@ def create_app(api: ApiSettings, kafka: KafkaSettings, view: ViewReader) -> Fast
         await publisher.close()
         await downloader.aclose()
 
-    app = FastAPI(title="pi-jobs", lifespan=lifespan)
+    # No redirects to a slash-less path: they would be built from the client's Host header.
+    app = FastAPI(title="pi-jobs", lifespan=lifespan, redirect_slashes=False)
     install_error_handlers(app)
     install_metrics(app, "api", before_scrape=view_gauges(view))
 
@@ -51,9 +65,12 @@ def create_app(api: ApiSettings, kafka: KafkaSettings, view: ViewReader) -> Fast
         publisher.publish, view, kafka.events_topic, api.pi_jobs_projection_wait_seconds
     )
 
-    @app.post("/pi_job")
+    @app.post("/pi_job", openapi_extra=_submission_schema(api.pi_jobs_max_num))
     async def create_job(
-        request: Request, idempotency_key: Annotated[str | None, Header()] = None
+        request: Request,
+        idempotency_key: Annotated[
+            str | None, Header(json_schema_extra={"pattern": _IDEMPOTENCY_KEY.pattern})
+        ] = None,
     ) -> dict[str, Any]:
         if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise ApiError(400, "Idempotency-Key must be 1 to 200 printable ASCII characters")

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from services.api.accepted import ViewWithAccepted
 from services.shared.events import JobCancelled, JobEvent, JobRequested
 from services.shared.job_ids import idempotent_job_id, new_job_id
 from services.shared.view import TERMINAL_STATUSES, JobView, ViewReader
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 class JobCommands:
     # Publishes an event and returns the (partition, offset) the broker acknowledged.
     publish: Callable[[JobEvent], Awaitable[tuple[int, int]]]
-    view: ViewReader
+    view: ViewWithAccepted
     events_topic: str
     projection_wait_seconds: float
 
@@ -43,6 +44,7 @@ async def submit_job(num: int, idempotency_key: str | None, commands: JobCommand
     if idempotency_key is None or await asyncio.to_thread(view.get_job, job_id) is None:
         requested = JobRequested(job_id=job_id, num=num, idempotency_key=idempotency_key)
         await commands.publish_and_wait(requested)
+        view.remember(requested)
         log.info("job requested", extra={"job_id": job_id, "num": num})
     if idempotency_key is not None:
         # Only the first request with a key creates the job (the projection keeps the first).

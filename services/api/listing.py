@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import re
 from typing import Any
 
 from services.api.jobs import status_body
@@ -28,10 +29,15 @@ def _encode(job: JobView) -> str:
     return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
 
 
+_CURSOR = re.compile(r"^([0-9]{1,18}):([0-9a-f]{32})$")
+
+
 def _decode(cursor: str) -> tuple[int, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        micros, job_id = base64.urlsafe_b64decode(padded).decode().split(":")
-        return int(micros), job_id
+        position = _CURSOR.fullmatch(base64.urlsafe_b64decode(padded).decode("ascii"))
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ApiError(400, "cursor is not one this API returned: start without it") from None
+        position = None
+    if position is None:
+        raise ApiError(400, "cursor is not one this API returned: start without it")
+    return int(position[1]), position[2]

@@ -4,7 +4,8 @@ import json
 import re
 from urllib.parse import parse_qs
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Message
 
 from services.shared.web import ApiError
 
@@ -20,20 +21,34 @@ async def read_num(request: Request, max_num: int) -> int:
     if int(declared) > MAX_BODY_BYTES:
         raise ApiError(413, f"request body too large: at most {MAX_BODY_BYTES} bytes")
     content_type = request.headers.get("content-type", "")
+    body = await _read_capped(request)
     if media_type(content_type) == "multipart/form-data":
-        form = await request.form(max_files=0, max_fields=10)
-        return validate_num(form.get("num"), max_num)
-    return parse_num(await _read_capped(request), content_type, max_num)
+        return await _multipart_num(request, body, max_num)
+    return parse_num(body, content_type, max_num)
 
 
 async def _read_capped(request: Request) -> bytes:
     """The body, refused as soon as it outgrows the cap (a chunked body has no length)."""
     body = bytearray()
-    async for piece in request.stream():
-        body += piece
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, f"request body too large: at most {MAX_BODY_BYTES} bytes")
+    try:
+        async for piece in request.stream():
+            body += piece
+            if len(body) > MAX_BODY_BYTES:
+                raise ApiError(413, f"request body too large: at most {MAX_BODY_BYTES} bytes")
+    except ClientDisconnect:
+        raise ApiError(400, "the request body ended early") from None
     return bytes(body)
+
+
+async def _multipart_num(request: Request, body: bytes, max_num: int) -> int:
+    async def replay_body() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form = await Request(request.scope, replay_body).form(max_files=0, max_fields=10)
+    values = form.getlist("num")
+    if len(values) > 1:
+        raise ApiError(422, "num was given more than once")
+    return validate_num(values[0] if values else None, max_num)
 
 
 def parse_num(body: bytes, content_type: str, max_num: int) -> int:
@@ -62,7 +77,7 @@ def _raw_num(body: bytes, kind: str) -> object:
     if kind == "application/json":
         try:
             document = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ApiError(400, 'body is not valid JSON; send {"num": 12}') from None
         if not isinstance(document, dict) or "num" not in document:
             raise ApiError(422, 'num is required: send {"num": 12}')

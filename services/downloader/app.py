@@ -31,7 +31,7 @@ def _sha256(view: ViewReader, num: int) -> str:
 
 
 def create_app(view: ViewReader) -> FastAPI:
-    app = FastAPI(title="pi-jobs downloader")
+    app = FastAPI(title="pi-jobs downloader", redirect_slashes=False)
 
     @functools.lru_cache(maxsize=4096)
     def sha256_of(num: int) -> str:

@@ -45,6 +45,7 @@ async def rebuild(kafka: KafkaSettings, file: Path) -> Rebuilt:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=kafka.kafka_bootstrap_servers,
         enable_auto_commit=False,
+        auto_offset_reset="earliest",  # where "beginning" is, whatever aiokafka resets to
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=8 * 1024 * 1024,
     )

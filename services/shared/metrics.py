@@ -3,12 +3,13 @@
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import get_args
 
 from aiokafka import AIOKafkaConsumer
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.shared.view import JobStatus, ViewReader
 
@@ -42,6 +43,10 @@ CONSUMER_LAG = Gauge(
 )
 
 
+# Anything else a client makes up counts as "other": labels must not grow without bound.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
 def size_label(num: int) -> str:
     return f"1e{max(0, math.ceil(math.log10(num)))}"
 
@@ -56,17 +61,39 @@ def install_metrics(
         before_scrape()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.middleware("http")
-    async def count_requests(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    app.add_middleware(_CountRequests, service=service)
+
+
+class _CountRequests:
+    """Counts and times requests by route template. A plain ASGI middleware, so an error in
+    the middle of a streamed response still cuts the connection short (Starlette's
+    BaseHTTPMiddleware would end it cleanly, and a truncated zip would look complete)."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self._app = app
+        self._service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")  # the template, never the raw id
-        HTTP_REQUESTS.labels(service, request.method, path, response.status_code).inc()
-        HTTP_SECONDS.labels(service, path).observe(time.perf_counter() - started)
-        return response
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                route = getattr(scope.get("route"), "path", "unmatched")  # never the raw id
+                HTTP_SECONDS.labels(self._service, route).observe(time.perf_counter() - started)
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_and_note)
+        finally:
+            method = scope["method"] if scope["method"] in _KNOWN_METHODS else "other"
+            route = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_REQUESTS.labels(self._service, method, route, status).inc()
 
 
 def view_gauges(view: ViewReader) -> Callable[[], None]:

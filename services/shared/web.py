@@ -1,5 +1,7 @@
 """What both HTTP services share: errors as {"success": false, "error": "..."}, job lookups."""
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -7,6 +9,8 @@ from starlette.exceptions import HTTPException
 
 from services.shared.job_ids import is_job_id
 from services.shared.view import JobView, ViewReader
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -43,6 +47,11 @@ def install_error_handlers(app: FastAPI) -> None:
         where = ".".join(str(part) for part in first.get("loc", ()))
         return error_response(422, f"{where}: {first['msg']}" if where else str(first["msg"]))
 
+    async def on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
+        log.error("unexpected error", extra={"path": request.url.path}, exc_info=error)
+        return error_response(500, "internal error: the team has been told")
+
+    app.add_exception_handler(Exception, on_unexpected_error)
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
