@@ -101,8 +101,16 @@ def _check_port_free(host: str, port: int) -> None:
 def cluster_id_in(path: Path) -> str:
     """The cluster id kept in `path`, created there (random, base64) the first time."""
     if not path.exists():
-        path.write_text(base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode() + "\n")
+        path.write_text(_new_cluster_id() + "\n")
     return path.read_text().strip()
+
+
+def _new_cluster_id() -> str:
+    # Like Kafka's Uuid.randomUuid: never one starting with "-", which a command line would
+    # take for an option.
+    while (cluster_id := base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode())[0] == "-":
+        pass
+    return cluster_id
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -56,8 +56,15 @@ async def serve_ops(service: str, host: str, port: int, problems: Callable[[], l
         ops_app(service, problems), log_config=None, access_log=False, lifespan="off"
     )
     server = _EmbeddedServer(config)
-    log.info("ops endpoints served", extra={"port": port})
+    log.info("ops endpoints served", extra={"port": listener.getsockname()[1]})
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
     try:
-        await server.serve(sockets=[listener])
+        await asyncio.shield(serving)
+    except asyncio.CancelledError:
+        # Shut the server down properly: closing its socket under the event loop would leave
+        # the loop watching a file descriptor that the next connection reuses.
+        server.should_exit = True
+        await serving
+        raise
     finally:
         listener.close()
