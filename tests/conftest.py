@@ -5,15 +5,19 @@ answers, else the project's own broker from deploy/kafka/ started on free ports.
 """
 
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from deploy.kafka.local_broker import LocalBroker, free_port
+from deploy.postgres.local_postgres import LocalPostgres
 from services.shared.settings import KafkaSettings
 
 
@@ -48,6 +52,28 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
         cleanup.enter_context(broker)
         yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """Debian's PostgreSQL, started on a free port the first time a test needs it."""
+    # Not under pytest's tmp dir: that is closed to the `postgres` user the server runs as
+    # when the tests run as root.
+    data_dir = Path(tempfile.mkdtemp(prefix="pi-jobs-pg-"))
+    try:
+        with LocalPostgres(data_dir, port=free_port(), durable=False) as server:
+            yield server
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def postgres_schema_url(server: LocalPostgres) -> str:
+    """A URL for a new, empty schema: far quicker than a database, and it checks that the view
+    follows the search_path, as deployments sharing a database would set it."""
+    schema = f"view_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server.url, autocommit=True) as pg:
+        pg.execute(f"CREATE SCHEMA {schema}".encode())
+    return f"{server.url}?options=-csearch_path%3D{schema}"
 
 
 @pytest.fixture

@@ -1,15 +1,15 @@
 """`make replay`: rebuild the view from offset 0 while the system keeps serving, then switch.
 
-The new view is built in a file of its own beside the current one; when it has caught up with the
-log, the view's path (a symbolic link) is swapped to it in one step. Readers follow the link
-within half a second and never see a half-built view; the projector notices the switch and goes on
-from where the rebuilt view ends.
+The new view is built beside the current one (SQLite: a file of its own; PostgreSQL: a schema of
+its own); when it has caught up with the log, the view is switched to it in one step (SQLite: the
+view's path, a symbolic link, is swapped; PostgreSQL: a one-row table names the generation).
+Readers follow within half a second and never see a half-built view; the projector notices the
+switch and goes on from where the rebuilt view ends.
 """
 
 import asyncio
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,15 +20,17 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.projector.handler import LogRecord, decode_batch, project_batch
 from services.shared.logs import configure_logging
+from services.shared.postgres_view import PostgresView, switch_generation
 from services.shared.settings import KafkaSettings, ViewSettings
 from services.shared.sqlite_view import SqliteView
+from services.shared.view import ViewStore
 
 log = logging.getLogger("replay")
 
 
 @dataclass(frozen=True)
 class Rebuilt:
-    file: Path
+    generation: str
     events: int
     seconds: float
 
@@ -37,10 +39,10 @@ class Rebuilt:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-async def rebuild(kafka: KafkaSettings, file: Path) -> Rebuilt:
-    """Every record of the events and digits topics, from offset 0, folded into a new view."""
+async def rebuild(kafka: KafkaSettings, view: ViewStore) -> tuple[int, float]:
+    """Every record of the events and digits topics, from offset 0, folded into `view` (a new,
+    empty one); returns how many records and how many seconds."""
     started = time.perf_counter()
-    view = SqliteView(file, writer=True, durable=False)
     partitions = await _partitions(kafka, [kafka.events_topic, kafka.digits_topic])
     consumer = AIOKafkaConsumer(
         bootstrap_servers=kafka.kafka_bootstrap_servers,
@@ -67,9 +69,7 @@ async def rebuild(kafka: KafkaSettings, file: Path) -> Rebuilt:
                 events += len(records)
     finally:
         await consumer.stop()
-    view.flush_to_disk()
-    view.close()
-    return Rebuilt(file, events, time.perf_counter() - started)
+    return events, time.perf_counter() - started
 
 
 async def _behind(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
@@ -112,23 +112,42 @@ def new_generation_file(link: Path) -> Path:
     return link.with_name(f"{link.stem}-{stamp}.sqlite3")
 
 
-async def replay(kafka: KafkaSettings, link: Path) -> Rebuilt:
-    rebuilt = await rebuild(kafka, new_generation_file(link))
-    switch_to(link, rebuilt.file)
-    return rebuilt
+async def replay_sqlite(kafka: KafkaSettings, link: Path) -> Rebuilt:
+    file = new_generation_file(link)
+    view = SqliteView(file, writer=True, durable=False)
+    events, seconds = await rebuild(kafka, view)
+    view.flush_to_disk()
+    view.close()
+    switch_to(link, file)
+    return Rebuilt(file.name, events, seconds)
+
+
+async def replay_postgres(kafka: KafkaSettings, url: str) -> Rebuilt:
+    generation = "pi_view_" + datetime.now(UTC).strftime("%Y%m%dt%H%M%S%f")
+    view = PostgresView(url, writer=True, generation=generation)
+    try:
+        events, seconds = await rebuild(kafka, view)
+    finally:
+        view.close()
+    switch_generation(url, generation)
+    return Rebuilt(generation, events, seconds)
+
+
+async def replay(kafka: KafkaSettings, settings: ViewSettings) -> Rebuilt:
+    url = settings.view_url
+    if url.startswith(("postgresql://", "postgres://")):
+        return await replay_postgres(kafka, url)
+    return await replay_sqlite(kafka, Path(url.removeprefix("sqlite://")))
 
 
 def main() -> None:
     configure_logging("replay")
     # A line per job and status is right for the live projector, not for a whole log at once.
     logging.getLogger("services.projector.handler").setLevel(logging.WARNING)
-    view = ViewSettings()
-    if view.pi_jobs_view_url is not None:
-        sys.exit("make replay rebuilds an SQLite view; PI_JOBS_VIEW_URL is set")
-    rebuilt = asyncio.run(replay(KafkaSettings(), view.pi_jobs_view_db))
+    rebuilt = asyncio.run(replay(KafkaSettings(), ViewSettings()))
     print(
         f"replayed {rebuilt.events} records in {rebuilt.seconds:.1f} s "
-        f"({rebuilt.events_per_second:,.0f}/s); the view is now {rebuilt.file.name}",
+        f"({rebuilt.events_per_second:,.0f}/s); the view is now {rebuilt.generation}",
         flush=True,
     )
 

@@ -5,7 +5,9 @@ ones, borrowed for one statement or transaction: the servers' threadpools start 
 all the time, and a streamed download moves between threads from one chunk to the next.
 """
 
+import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -51,6 +53,11 @@ _WRITE_LOCK = 0x70692D6A6F6273  # "pi-jobs"
 # Idle connections kept for reuse; more are opened while more threads read at once.
 _MAX_IDLE_CONNECTIONS = 8
 
+# `make replay` builds a new generation of the view in a schema of its own, then points this
+# one-row table (in the URL's own schema) at it; every PostgresView follows within half a second.
+_GENERATION_TABLE = "pi_jobs_view_generation"
+_GENERATION_NAME = re.compile(r"^pi_view_[0-9a-z_]{1,40}$")
+
 _T = TypeVar("_T")
 _Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -64,12 +71,52 @@ def _schema_version(db: _Connection) -> int | None:
 
 
 class PostgresView:
-    def __init__(self, url: str, writer: bool = False) -> None:
-        """Readers open an existing view (creating an absent one); the writer also renews it."""
+    _RECHECK_SECONDS = 0.5
+
+    def __init__(self, url: str, writer: bool = False, generation: str | None = None) -> None:
+        """Readers open an existing view (creating an absent one); the writer also renews it.
+
+        `generation`: build that generation (a schema) rather than follow the current one.
+        """
         self._url = url
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
+        self._fixed_generation = generation
+        self._generation: str | None = generation
+        self._checked_at = time.monotonic()
+        # What each open connection's search_path is set to: None is the URL's own.
+        self._search_path: dict[int, str | None] = {}
+        self._base_path: dict[int, str] = {}
+        if generation is not None:
+            _check_generation_name(generation)
+            with self._connection(follow=False) as db:
+                db.execute(f'CREATE SCHEMA IF NOT EXISTS "{generation}"')
+        else:
+            self._generation = self._read_generation()
         self._create_schema(drop_outdated=writer)
+
+    def generation(self) -> str:
+        """Changes when `make replay` switches the view to a rebuilt one."""
+        if self._fixed_generation is None:
+            self._generation = self._read_generation()
+            self._checked_at = time.monotonic()
+        return self._generation or "base"
+
+    def _current_generation(self) -> str | None:
+        if self._fixed_generation is not None:
+            return self._fixed_generation
+        if time.monotonic() - self._checked_at > self._RECHECK_SECONDS:
+            self._generation = self._read_generation()
+            self._checked_at = time.monotonic()
+        return self._generation
+
+    def _read_generation(self) -> str | None:
+        with self._connection(follow=False) as db:
+            found = db.execute(f"SELECT to_regclass('{_GENERATION_TABLE}') IS NOT NULL").fetchone()
+            if not (found and found[0]):
+                return None
+            row = db.execute(f"SELECT name FROM {_GENERATION_TABLE}").fetchone()
+            return None if row is None else str(row[0])
 
     def _create_schema(self, drop_outdated: bool) -> None:
         def keep(version: int | None) -> bool:
@@ -91,11 +138,20 @@ class PostgresView:
     # Connections
 
     @contextmanager
-    def _connection(self) -> Iterator[_Connection]:
+    def _connection(self, follow: bool = True) -> Iterator[_Connection]:
+        """A connection at the current generation (`follow=False`: at the URL's own schema)."""
         with self._lock:
             db = self._idle.pop() if self._idle else None
         if db is None:
             db = psycopg.connect(self._url, autocommit=True)
+            path = db.execute("SHOW search_path").fetchone()
+            self._base_path[id(db)] = str(path[0]) if path else "public"
+            self._search_path[id(db)] = None
+        wanted = self._current_generation() if follow else None
+        if self._search_path.get(id(db)) != wanted:
+            target = f'"{wanted}"' if wanted else self._base_path[id(db)]
+            db.execute(f"SET search_path TO {target}")
+            self._search_path[id(db)] = wanted
         try:
             yield db
         finally:
@@ -106,7 +162,12 @@ class PostgresView:
                     self._idle.append(db)
                     db = None
             if db is not None:
-                db.close()
+                self._forget(db)
+
+    def _forget(self, db: _Connection) -> None:
+        self._search_path.pop(id(db), None)
+        self._base_path.pop(id(db), None)
+        db.close()
 
     def _run(self, work: Callable[[_Connection], _T]) -> _T:
         """Run `work`, once more on a new connection if its connection turned out to be dead.
@@ -171,9 +232,6 @@ class PostgresView:
 
     # Writing (the projector)
 
-    def generation(self) -> str:
-        return "postgresql"  # rebuilt in place: `make replay` supports SQLite only for now
-
     def positions(self) -> dict[tuple[str, int], int]:
         rows = self._run(
             lambda db: db.execute("SELECT topic, partition, next_offset FROM positions").fetchall()
@@ -230,7 +288,7 @@ class PostgresView:
         with self._lock:
             idle, self._idle = self._idle, []
         for db in idle:
-            db.close()
+            self._forget(db)
 
 
 def _contiguous_digits(db: _Connection) -> int:
@@ -249,3 +307,27 @@ def _contiguous_digits(db: _Connection) -> int:
     ).fetchone()
     assert end is not None
     return int(end[0]) * DIGITS_PER_CHUNK
+
+
+def _check_generation_name(name: str) -> None:
+    if not _GENERATION_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a view generation name (pi_view_...)")
+
+
+def switch_generation(url: str, generation: str) -> None:
+    """Point every PostgresView of `url` at `generation`, in one transaction, then drop the
+    generations before the previous one (readers may still be on that for a moment)."""
+    _check_generation_name(generation)
+    with psycopg.connect(url, autocommit=True) as db:
+        with db.transaction():
+            db.execute(f"CREATE TABLE IF NOT EXISTS {_GENERATION_TABLE} (name TEXT NOT NULL)")
+            row = db.execute(f"SELECT name FROM {_GENERATION_TABLE} FOR UPDATE").fetchone()
+            previous = None if row is None else str(row[0])
+            db.execute(f"DELETE FROM {_GENERATION_TABLE}")
+            db.execute(f"INSERT INTO {_GENERATION_TABLE} (name) VALUES (%s)", (generation,))
+        names = db.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pi\\_view\\_%'"
+        ).fetchall()
+        for (name,) in names:
+            if name not in (generation, previous) and _GENERATION_NAME.fullmatch(name):
+                db.execute(f'DROP SCHEMA "{name}" CASCADE')

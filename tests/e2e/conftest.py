@@ -12,7 +12,12 @@ from deploy.kafka.local_broker import free_port
 from deploy.local_stack import SERVICES, LocalStack
 
 
-def start_stack(bootstrap: str, data_dir: Path, topic_prefix: str | None = None) -> LocalStack:
+def start_stack(
+    bootstrap: str,
+    data_dir: Path,
+    topic_prefix: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> LocalStack:
     stack = LocalStack(
         bootstrap_servers=bootstrap,
         data_dir=data_dir,
@@ -22,6 +27,7 @@ def start_stack(bootstrap: str, data_dir: Path, topic_prefix: str | None = None)
         projector_ops_port=free_port(),
         topic_prefix=topic_prefix or f"e2e-{uuid.uuid4().hex[:12]}",
         log_to_files=True,
+        extra_env=extra_env or {},
     )
     stack.start()
     try:

@@ -4,11 +4,8 @@ PostgreSQL is Debian's, started once per session by LocalPostgres; each test get
 its own.
 """
 
-import shutil
 import sqlite3
-import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,7 +15,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from deploy.kafka.local_broker import free_port
 from deploy.postgres.local_postgres import LocalPostgres
 from services.projector.handler import LogRecord, decode_batch, project_batch
 from services.shared.events import (
@@ -30,10 +26,12 @@ from services.shared.events import (
     JobStarted,
     encode,
 )
-from services.shared.postgres_view import PostgresView
+from services.shared.postgres_view import PostgresView, switch_generation
 from services.shared.sqlite_view import SqliteView
 from services.shared.view import JobView
 from services.shared.view_stores import open_view
+from tests.conftest import postgres_schema_url
+from tests.support import wait_until
 
 C = DIGITS_PER_CHUNK
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -57,18 +55,6 @@ def job(job_id: str, seconds: int, status: str = "queued") -> JobView:
 def cursor(view: JobView) -> tuple[int, str]:
     """What the API's listing cursor holds."""
     return int(view.requested_at.timestamp() * 1_000_000), view.job_id
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[LocalPostgres]:
-    # Not under pytest's tmp dir: that is closed to the `postgres` user the server runs as
-    # when the tests run as root.
-    data_dir = Path(tempfile.mkdtemp(prefix="pi-jobs-pg-"))
-    try:
-        with LocalPostgres(data_dir, port=free_port(), durable=False) as server:
-            yield server
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @dataclass
@@ -100,12 +86,7 @@ class Store:
 
 
 def _postgres_store(server: LocalPostgres) -> Store:
-    # A schema per test: far quicker to create than a database, and it checks that the view
-    # follows the search_path, as deployments sharing a database would set it.
-    schema = f"view_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(server.url, autocommit=True) as pg:
-        pg.execute(f"CREATE SCHEMA {schema}".encode())
-    return Store("postgresql", f"{server.url}?options=-csearch_path%3D{schema}")
+    return Store("postgresql", postgres_schema_url(server))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -357,3 +338,18 @@ def test_view_urls_choose_the_backend(tmp_path: Path) -> None:
     assert "secret" not in str(raised.value)
     with pytest.raises(ValueError, match="empty"):
         open_view("")
+
+
+def test_postgres_readers_follow_a_switch_to_a_rebuilt_generation(postgres_store: Store) -> None:
+    live = postgres_store.open(writer=True)
+    live.commit([job("old", 1)], [], {("events", 0): 1})
+    reader = postgres_store.open()
+    assert isinstance(reader, PostgresView) and reader.generation() == "base"
+    rebuilt = PostgresView(postgres_store.url, writer=True, generation="pi_view_test_1")
+    postgres_store.opened.append(rebuilt)
+    rebuilt.commit([job("old", 1), job("new", 2)], [chunk(0)], {("events", 0): 2})
+    assert reader.get_job("new") is None  # not switched yet: nothing half-built is seen
+    switch_generation(postgres_store.url, "pi_view_test_1")
+    wait_until(lambda: reader.get_job("new") is not None, 5, "the reader to follow the switch")
+    assert reader.generation() == "pi_view_test_1" and reader.stored_digits() == C
+    assert live.positions() == {("events", 0): 2}  # the projector carries on in the new one
