@@ -15,6 +15,10 @@ $(INSTALLED): pyproject.toml requirements.lock
 	  { echo "Python 3.11+ is required: install it (e.g. apt-get install python3) or set PYTHON=..."; exit 1; }
 	@command -v java >/dev/null || { echo "Java 17+ is required: apt-get install openjdk-17-jre-headless"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is required to fetch Kafka: apt-get install maven"; exit 1; }
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } || \
+	  echo "the web page's browser test needs: apt-get install chromium chromium-driver"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
@@ -43,13 +47,13 @@ test-e2e: install
 	$(BIN)/python -m pytest tests/e2e
 
 lint: install
-	$(BIN)/ruff check services deploy tests bench
-	$(BIN)/ruff format --check services deploy tests bench
+	$(BIN)/ruff check services deploy tests bench client
+	$(BIN)/ruff format --check services deploy tests bench client
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff format services deploy tests bench
-	$(BIN)/ruff check --fix services deploy tests bench
+	$(BIN)/ruff format services deploy tests bench client
+	$(BIN)/ruff check --fix services deploy tests bench client
 
 # Timings, not tests. BENCH_ARGS=--huge adds 100,000,000 decimals to the engine table.
 bench: install

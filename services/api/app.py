@@ -5,11 +5,13 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 from fastapi import FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 
 from services.api.accepted import ViewWithAccepted
 from services.api.gateway import proxy_download
@@ -27,6 +29,7 @@ from services.shared.web import ApiError, find_job, install_error_handlers
 
 log = logging.getLogger("api")
 
+_STATIC = Path(__file__).parent / "static"  # the web page: plain HTML, CSS and JS
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
@@ -110,6 +113,12 @@ def create_app(api: ApiSettings, kafka: KafkaSettings, store: ViewReader) -> Fas
         await asyncio.to_thread(find_job, job_id, view)  # 404s are answered here, not forwarded
         path = f"/download_pi_job/{job_id}"
         return await proxy_download(downloader, path, if_none_match)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(_STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=_STATIC), name="static")
 
     @app.get("/healthz")
     def healthz() -> dict[str, bool]:

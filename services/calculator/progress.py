@@ -49,6 +49,7 @@ class ProgressTracker:
         self._clock = clock
         self._started = clock()
         self._reported = 0.0
+        self._shown = 0.0  # never published lower than before: estimates only move forward
         self._last_publish = self._started
 
     def engine_reported(self, fraction: float) -> None:
@@ -60,8 +61,8 @@ class ProgressTracker:
     def current(self) -> tuple[float, float]:
         elapsed = self._clock() - self._started
         by_time = min(elapsed / self._estimate, _ESTIMATE_CAP) if self._estimate else 0.0
-        progress = max(self._reported, by_time)
-        return round(progress, 3), round(max(self._estimate - elapsed, 0.0), 1)
+        self._shown = max(self._shown, self._reported, by_time)
+        return round(self._shown, 3), round(max(self._estimate - elapsed, 0.0), 1)
 
     async def tick(self) -> None:
         """Publish if the last publication is older than the interval."""

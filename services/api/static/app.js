@@ -56,7 +56,8 @@ function formatSeconds(seconds) {
 function formatTime(iso) {
   if (!iso) return "";
   const time = new Date(iso);
-  return Number.isNaN(time.getTime()) ? String(iso) : time.toLocaleString();
+  if (Number.isNaN(time.getTime())) return String(iso);
+  return time.toLocaleString([], { dateStyle: "short", timeStyle: "medium" });
 }
 
 function downloadLink(id, text) {

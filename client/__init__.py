@@ -1,0 +1,1 @@
+"""`pi-jobs`: the command-line client of the pi-jobs HTTP API."""

@@ -1,0 +1,220 @@
+"""The web page at `/`, in a real headless Chromium (Debian's chromium and chromium-driver).
+
+Selenium drives /usr/bin/chromedriver directly: Selenium Manager is never asked to download.
+"""
+
+import os
+import shutil
+import subprocess
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+from deploy.local_stack import LocalStack
+from tests.support import reference_pi_text, wait_until
+
+SCREENSHOT = Path("/tmp/pi-jobs-page.png")
+APT_PACKAGES = ("chromium", "chromium-driver")
+
+
+def browser_binaries() -> tuple[str, str] | None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver") or (
+        "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None
+    )
+    return (chromium, driver) if chromium and driver else None
+
+
+def install_browser() -> tuple[str, str]:
+    """Debian's packages when they are missing (as `make install` does); skip only if that fails."""
+    if found := browser_binaries():
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("chromium and chromium-driver are not installed and this user cannot apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *APT_PACKAGES]):
+        done = subprocess.run(step, env=env, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            pytest.skip(f"chromium is not installed and `{' '.join(step)}` failed: {done.stderr}")
+    found = browser_binaries()
+    if found is None:
+        pytest.skip("apt-get installed chromium but no chromium/chromedriver binary was found")
+    return found
+
+
+@pytest.fixture
+def page(stack: LocalStack) -> str:
+    """The page's address, once the API is seen serving it there (and its script and style)."""
+    for path, kind in (
+        ("/", "text/html"),
+        ("/static/app.js", "javascript"),
+        ("/static/app.css", "css"),
+    ):
+        answer = httpx.get(f"{stack.url}{path}", timeout=30)
+        assert answer.status_code == 200, f"the API must serve services/api/static at {path}"
+        assert kind in answer.headers["content-type"], answer.headers["content-type"]
+    return f"{stack.url}/"
+
+
+@pytest.fixture
+def downloads(tmp_path: Path) -> Path:
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def browser(
+    downloads: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[webdriver.Chrome]:
+    chromium, driver = install_browser()
+    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never fetch anything
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1100,1000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    options.add_experimental_option(
+        "prefs",
+        {
+            "download.default_directory": str(downloads),
+            "download.prompt_for_download": False,
+            "download.directory_upgrade": True,
+            "safebrowsing.enabled": False,
+        },
+    )
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    chrome = webdriver.Chrome(options=options, service=Service(executable_path=driver))
+    chrome.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+def wait_for(browser: webdriver.Chrome, css: str, timeout: float = 120) -> WebElement:
+    def shown(driver: webdriver.Chrome) -> WebElement | Literal[False]:
+        found = driver.find_elements(By.CSS_SELECTOR, css)
+        return found[0] if found and found[0].is_displayed() else False
+
+    element: WebElement = WebDriverWait(browser, timeout, poll_frequency=0.05).until(
+        shown, f"waiting for {css}"
+    )
+    return element
+
+
+def submit(browser: webdriver.Chrome, num: int) -> str:
+    field = browser.find_element(By.ID, "num")
+    field.clear()
+    field.send_keys(str(num))
+    browser.find_element(By.ID, "submit-button").click()
+    wait_for(browser, "#job", timeout=30)
+    job_id: str = WebDriverWait(browser, 30).until(
+        lambda d: d.find_element(By.ID, "job-id").text or False
+    )
+    return job_id
+
+
+def severe_console_messages(browser: webdriver.Chrome) -> list[str]:
+    entries = browser.get_log("browser")  # type: ignore[no-untyped-call]
+    return [str(entry["message"]) for entry in entries if entry["level"] == "SEVERE"]
+
+
+def test_submit_watch_download_and_recent_jobs(
+    stack: LocalStack, page: str, browser: webdriver.Chrome, downloads: Path
+) -> None:
+    browser.get(page)
+    assert "pi-jobs" in browser.title
+    label = browser.find_element(By.CSS_SELECTOR, "label[for='num']")
+    assert label.text == "Number of decimals"
+
+    job_id = submit(browser, 1000)
+    assert len(job_id) == 32
+    wait_for(browser, "#job-state[data-status='complete']")
+    assert browser.find_element(By.ID, "job-state").text.startswith("Complete")
+    assert browser.find_element(By.ID, "job-progress").get_attribute("value") == "1"
+    assert browser.current_url.endswith(f"#job={job_id}")
+
+    link = wait_for(browser, "#job-download")
+    assert link.get_attribute("href") == f"{stack.url}/download_pi_job/{job_id}"
+    link.click()
+    saved = downloads / f"digits_of_pi_{job_id}.zip"
+    wait_until(
+        lambda: saved.exists() and not list(downloads.glob("*.crdownload")),
+        60,
+        f"{saved.name} in the download folder",
+    )
+    with zipfile.ZipFile(saved) as archive:
+        assert archive.namelist() == [f"digits_of_pi_{job_id}.txt"]
+        assert archive.read(archive.namelist()[0]).decode() == reference_pi_text(1000)
+
+    row = wait_for(browser, f"#recent-jobs tr[data-job-id='{job_id}']", timeout=30)
+    assert "Complete" in row.text and "1,000" in row.text
+    assert row.find_element(By.LINK_TEXT, "zip").get_attribute("href") == (
+        f"{stack.url}/download_pi_job/{job_id}"
+    )
+    assert "current" in (row.get_attribute("class") or "")
+
+    browser.save_screenshot(str(SCREENSHOT))
+    assert severe_console_messages(browser) == []
+
+
+def test_live_progress_and_cancel(page: str, browser: webdriver.Chrome) -> None:
+    browser.get(page)
+    submit(browser, 20_000_000)
+    wait_for(browser, "#job-state[data-status='in_progress']", timeout=60)
+    state = browser.find_element(By.ID, "job-state")
+    seen = {state.text}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("%" in text for text in seen):
+        seen.add(state.text)  # the events keep the progress live
+        time.sleep(0.05)
+    assert any(text.startswith("In progress") and "%" in text for text in seen), seen
+    browser.save_screenshot(str(SCREENSHOT.with_stem("pi-jobs-page-running")))
+
+    cancel = wait_for(browser, "#job-cancel")
+    cancel.click()
+    wait_for(browser, "#job-state[data-status='cancelled']", timeout=30)
+    assert state.text == "Cancelled"
+    assert not browser.find_element(By.ID, "job-cancel").is_displayed()
+    assert not browser.find_element(By.ID, "job-download").is_displayed()
+
+    # Reloading keeps the job on screen (its id is in the address) and it stays cancelled.
+    browser.refresh()
+    wait_for(browser, "#job-state[data-status='cancelled']", timeout=30)
+    assert severe_console_messages(browser) == []
+
+
+def test_the_api_refusing_a_number_shows_its_error(page: str, browser: webdriver.Chrome) -> None:
+    browser.get(page)
+    field = browser.find_element(By.ID, "num")
+    field.clear()
+    field.send_keys("9" * 20)
+    browser.find_element(By.ID, "submit-button").click()
+    message = wait_for(browser, "#message", timeout=30)
+    assert message.get_attribute("role") == "alert"
+    assert message.text.startswith("num must be a whole number from 1 to ")
+    assert not browser.find_element(By.ID, "job").is_displayed()
