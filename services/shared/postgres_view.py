@@ -63,11 +63,13 @@ _Connection = psycopg.Connection[tuple[Any, ...]]
 
 
 def _schema_version(db: _Connection) -> int | None:
+    """None for no view at all; tables without a version count as version 0."""
     found = db.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()
     if not (found and found[0]):
-        return None
+        jobs = db.execute("SELECT to_regclass('jobs') IS NOT NULL").fetchone()
+        return 0 if jobs and jobs[0] else None
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    return None if row is None else int(row[0])
+    return 0 if row is None else int(row[0])
 
 
 class PostgresView:

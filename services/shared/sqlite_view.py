@@ -67,7 +67,10 @@ class SqliteView:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
         row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is not None and row[0] != SCHEMA_VERSION:
+        tables = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'jobs'").fetchone()
+        # The first release kept no version: its tables count as version 0.
+        version = row[0] if row is not None else (0 if tables else None)
+        if version is not None and version != SCHEMA_VERSION:
             if not drop_outdated:
                 return  # the projector will rebuild it
             db.executescript(
