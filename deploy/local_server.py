@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from types import TracebackType
+import sys
+from collections.abc import Callable
+from types import FrameType, TracebackType
 from typing import Self
 
 
@@ -21,14 +23,25 @@ class LocalServer:
     def stop(self, timeout: float = 20) -> None:
         raise NotImplementedError
 
+    def interrupt(self, hard: bool = False) -> None:
+        """Ask the server to shut down without waiting (`hard`: kill it)."""
+        raise NotImplementedError
+
+    def wait_exited(self) -> None:
+        """Block until the server exits on its own (or is interrupted)."""
+        raise NotImplementedError
+
     def _when_ready(self) -> None:
         """Anything to set up once the server answers."""
 
+    def start_and_wait(self) -> None:
+        self.start()
+        self.wait_ready()
+        self._when_ready()
+
     def __enter__(self) -> Self:
         try:
-            self.start()
-            self.wait_ready()
-            self._when_ready()
+            self.start_and_wait()
         except BaseException:
             self.stop()
             raise
@@ -51,8 +64,15 @@ class LocalProcessServer(LocalServer):
 
     def terminate(self) -> None:
         """Ask the server to shut down without waiting."""
+        self.interrupt()
+
+    def interrupt(self, hard: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(self.stop_signal)
+            self.process.send_signal(signal.SIGKILL if hard else self.stop_signal)
+
+    def wait_exited(self) -> None:
+        if self.process is not None:
+            self.process.wait()
 
     def stop(self, timeout: float = 20) -> None:
         if self.process is None:
@@ -64,3 +84,33 @@ class LocalProcessServer(LocalServer):
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+def run_in_foreground(
+    server: LocalServer, name: str, where: Callable[[], str], errors: tuple[type[Exception], ...]
+) -> int:
+    """`python -m ... run`: start the server, say where it is ready, and wait until it exits or
+    SIGINT/SIGTERM stops it (a second signal kills it). 0 when stopped by a signal."""
+    signals: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        signals.append(signum)
+        server.interrupt(hard=len(signals) > 1)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        server.start_and_wait()
+    except errors as error:
+        server.stop()
+        if signals:
+            return 0
+        raise SystemExit(f"{name}: {error}") from None
+    if not signals:
+        print(f"{name} ready on {where()}", flush=True)
+        server.wait_exited()
+    server.stop()
+    if signals:
+        return 0
+    print(f"{name} exited unexpectedly", file=sys.stderr)
+    return 1

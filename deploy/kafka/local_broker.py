@@ -15,7 +15,6 @@ import hashlib
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -23,9 +22,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
-from deploy.local_server import LocalProcessServer
+from deploy.local_server import LocalProcessServer, run_in_foreground
 from services.shared.runtime import die_with_parent
 
 HERE = Path(__file__).resolve().parent
@@ -308,33 +306,7 @@ class LocalBroker(LocalProcessServer):
 
 def _run(args: argparse.Namespace) -> int:
     broker = LocalBroker(Path(args.data_dir), args.port, args.controller_port, log_to_stdout=True)
-    signals: list[int] = []
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        signals.append(signum)
-        if broker.process is not None:  # a second signal kills a broker stuck in shutdown
-            broker.process.send_signal(signal.SIGTERM if len(signals) == 1 else signal.SIGKILL)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        broker.start()
-        if signals:
-            broker.terminate()
-        broker.wait_ready()
-    except BrokerError as e:
-        broker.stop()
-        if signals:
-            return 0
-        raise SystemExit(f"kafka: {e}") from None
-    print(f"kafka ready on {broker.bootstrap_servers}", flush=True)
-    assert broker.process is not None
-    code = broker.process.wait()
-    broker.stop()
-    if signals:
-        return 0
-    print(f"kafka exited unexpectedly with code {code}", file=sys.stderr)
-    return 1
+    return run_in_foreground(broker, "kafka", lambda: broker.bootstrap_servers, (BrokerError,))
 
 
 def main(argv: list[str] | None = None) -> int:

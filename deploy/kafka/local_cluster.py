@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import struct
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 from deploy.kafka.local_broker import (
     REPO_ROOT,
@@ -34,7 +32,7 @@ from deploy.kafka.local_broker import (
     exchange,
     probe_create_topic,
 )
-from deploy.local_server import LocalServer
+from deploy.local_server import LocalServer, run_in_foreground
 
 NODE_IDS = (1, 2, 3)
 REPLICATION_FACTOR = 3
@@ -85,6 +83,7 @@ class LocalCluster(LocalServer):
     nodes: dict[int, ClusterNode] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._interrupted = False
         if not len(self.ports) == len(self.controller_ports) == len(NODE_IDS):
             raise ValueError(f"a cluster has {len(NODE_IDS)} ports and controller ports")
         voters = ",".join(
@@ -149,6 +148,23 @@ class LocalCluster(LocalServer):
             node.terminate()
         for node in self.nodes.values():
             node.stop(timeout)
+
+    def interrupt(self, hard: bool = False) -> None:
+        self._interrupted = True
+        for node in self.nodes.values():
+            node.interrupt(hard)
+
+    def wait_exited(self) -> None:
+        """Until every node has exited: a node may die (or be killed to try things out), and
+        the others carry on, saying so."""
+        reported: set[int] = set()
+        # Not waiting after an interrupt: stop() then gives the nodes a deadline, since with too
+        # few voters left a broker's controlled shutdown waits for a controller that never comes.
+        while not self._interrupted and (running := self.running()):
+            for node_id in set(self.nodes) - set(running) - reported:
+                reported.add(node_id)
+                print(f"kafka node {node_id} exited", file=sys.stderr, flush=True)
+            time.sleep(0.2)  # supervising: nothing to wait on but the processes themselves
 
     def kill(self, node_id: int) -> None:
         """SIGKILL one node: a crash, no controlled shutdown."""
@@ -233,42 +249,8 @@ def describe_quorum_leader(host: str, port: int, timeout: float = 5.0) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     cluster = LocalCluster.on_base_port(Path(args.data_dir), args.base_port, log_to_stdout=True)
-    signals: list[int] = []
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        signals.append(signum)
-        for node in cluster.nodes.values():  # a second signal kills nodes stuck in shutdown
-            if node.process is not None and node.process.poll() is None:
-                node.process.send_signal(signal.SIGTERM if len(signals) == 1 else signal.SIGKILL)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        cluster.start()
-        if signals:
-            cluster.stop()
-            return 0
-        cluster.wait_ready()
-    except BrokerError as e:
-        cluster.stop()
-        if signals:
-            return 0
-        raise SystemExit(f"kafka cluster: {e}") from None
-    print(f"kafka cluster ready on {cluster.bootstrap_servers}", flush=True)
-    reported: set[int] = set()
-    # A node may die (or be killed to try things out): the others carry on, and say so.
-    while not signals and (running := cluster.running()):
-        for node_id in set(cluster.nodes) - set(running) - reported:
-            reported.add(node_id)
-            print(f"kafka node {node_id} exited", file=sys.stderr, flush=True)
-        time.sleep(0.2)  # supervising: nothing to wait on but the processes themselves
-    # Waits for every node, then SIGKILLs: with too few voters left a broker's controlled
-    # shutdown would wait for a controller that never comes.
-    cluster.stop()
-    if signals:
-        return 0
-    print("every kafka node exited", file=sys.stderr)
-    return 1
+    name = "kafka cluster"
+    return run_in_foreground(cluster, name, lambda: cluster.bootstrap_servers, (BrokerError,))
 
 
 def main(argv: list[str] | None = None) -> int:

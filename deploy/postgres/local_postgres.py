@@ -20,9 +20,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
-from deploy.local_server import LocalProcessServer
+from deploy.local_server import LocalProcessServer, run_in_foreground
 from deploy.processes import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -255,27 +254,7 @@ class LocalPostgres(LocalProcessServer):
 
 def _run(args: argparse.Namespace) -> int:
     server = LocalPostgres(Path(args.data_dir), args.port)
-    stopping: list[int] = []
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stopping.append(signum)
-        server.terminate()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        with server:
-            print(f"postgres ready at {server.url}", flush=True)
-            assert server.process is not None
-            code = server.process.wait()
-    except PostgresError as e:
-        if stopping:
-            return 0
-        raise SystemExit(f"postgres: {e}") from None
-    if stopping:
-        return 0
-    print(f"postgres exited unexpectedly with code {code}", file=sys.stderr)
-    return 1
+    return run_in_foreground(server, "postgres", lambda: server.url, (PostgresError,))
 
 
 def main(argv: list[str] | None = None) -> int:
