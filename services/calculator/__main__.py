@@ -33,6 +33,7 @@ from services.shared.kafka import (
     connect_with_retry,
     durable_producer,
     ensure_topics,
+    group_consumer,
     publish,
     send_to_dead_letters,
 )
@@ -125,15 +126,7 @@ async def run(kafka: KafkaSettings, settings: CalculatorSettings) -> None:
     await connect_with_retry(lambda: ensure_topics(kafka), "calculator")
     producer = durable_producer(kafka)
     await connect_with_retry(producer.start, "calculator")
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.kafka_bootstrap_servers,
-        group_id=kafka.group_id("calculator"),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        # A member that died is noticed after 6 s (the broker's minimum) rather than 10 s.
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=2000,
-    )
+    consumer = group_consumer(kafka, "calculator")
     await connect_with_retry(consumer.start, "calculator")
     deps = _deps(kafka, producer, StoredDigits(kafka))
     runner = JobRunner(deps, settings.pi_jobs_large_job_digits, settings.pi_jobs_max_jobs_in_flight)

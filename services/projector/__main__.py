@@ -12,6 +12,7 @@ from services.shared.kafka import (
     connect_with_retry,
     durable_producer,
     ensure_topics,
+    group_consumer,
     send_to_dead_letters,
 )
 from services.shared.logs import configure_logging
@@ -53,15 +54,7 @@ async def run(
 ) -> None:
     settings = settings or ProjectorSettings()
     await connect_with_retry(lambda: ensure_topics(kafka), "projector")
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.kafka_bootstrap_servers,
-        group_id=kafka.group_id("projector"),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        # A member that died is noticed after 6 s (the broker's minimum) rather than 10 s.
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=2000,
-    )
+    consumer = group_consumer(kafka, "projector")
     await connect_with_retry(consumer.start, "projector")
     consumer.subscribe(
         [kafka.events_topic, kafka.digits_topic], listener=_ResumeFromView(consumer, store)

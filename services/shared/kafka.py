@@ -5,7 +5,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
@@ -83,6 +83,20 @@ async def ensure_topics(settings: KafkaSettings) -> None:
                 raise KafkaError(f"cannot create topic {name}: error {code} {rest}")
     finally:
         await admin.close()
+
+
+def group_consumer(settings: KafkaSettings, role: str) -> AIOKafkaConsumer:
+    """A member of the `role` consumer group that commits its offsets itself, once its work is
+    done, and starts from the beginning of the log when the group has no offsets yet."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.group_id(role),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        # A member that died is noticed after 6 s (the broker's minimum) rather than 10 s.
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=2000,
+    )
 
 
 def durable_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
