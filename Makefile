@@ -5,20 +5,16 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JARS := deploy/kafka/libs/.complete
 
-.PHONY: install postgresql run test test-unit test-integration test-e2e lint format bench bench-huge lock replay \
+.PHONY: install test-tools postgresql browser run test test-unit test-integration test-e2e lint format bench bench-huge lock replay \
         kafka kafka-cluster api calculator projector downloader clean
 
-install: $(INSTALLED) $(JARS) postgresql
+install: $(INSTALLED) $(JARS)
 
 $(INSTALLED): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || \
 	  { echo "Python 3.11+ is required: install it (e.g. apt-get install python3) or set PYTHON=..."; exit 1; }
 	@command -v java >/dev/null || { echo "Java 17+ is required: apt-get install openjdk-17-jre-headless"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is required to fetch Kafka: apt-get install maven"; exit 1; }
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  { [ "$$(id -u)" = 0 ] && apt-get update -q && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } || \
-	  echo "the web page's browser test needs: apt-get install chromium chromium-driver"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
@@ -27,23 +23,32 @@ $(INSTALLED): pyproject.toml requirements.lock
 $(JARS): deploy/kafka/pom.xml | $(INSTALLED)
 	$(BIN)/python -m deploy.kafka.local_broker fetch
 
-# PostgreSQL from Debian's packages for the view-store tests (installed when missing and root).
+# What only the tests need, from Debian's packages (installed when missing, as root):
+# PostgreSQL for the view-store tests, Chromium for the web page's test.
+test-tools: postgresql browser
+
 postgresql: | $(INSTALLED)
 	$(BIN)/python -m deploy.postgres.local_postgres install
+
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } || \
+	  echo "the web page's browser test needs: apt-get install chromium chromium-driver"
 
 run: install
 	$(BIN)/python -m deploy.run
 
-test: install lint
+test: install test-tools lint
 	$(BIN)/python -m pytest
 
-test-unit: install
+test-unit: install test-tools
 	$(BIN)/python -m pytest tests/unit
 
-test-integration: install
+test-integration: install test-tools
 	$(BIN)/python -m pytest tests/integration
 
-test-e2e: install
+test-e2e: install test-tools
 	$(BIN)/python -m pytest tests/e2e
 
 lint: install
