@@ -65,6 +65,7 @@ bench: install
 	$(BIN)/python bench/bench_engine.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_flow.py
 	$(BIN)/python bench/bench_replay.py
+	$(BIN)/python bench/bench_listing.py
 
 # A 100,000,000-digit job end to end: time and peak memory of each service.
 bench-huge: install
