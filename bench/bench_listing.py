@@ -12,7 +12,7 @@ from pathlib import Path
 from services.shared.sqlite_view import SqliteView
 from services.shared.view import JobStatus, JobView
 
-STATUSES: list[JobStatus] = ["complete"] * 8 + ["failed", "cancelled"]
+STATUSES: tuple[JobStatus, ...] = ("complete",) * 8 + ("failed", "cancelled")
 
 
 def main(jobs: int) -> None:
