@@ -217,11 +217,9 @@ def assert_view_is_the_fold_of_the_log(stack: LocalStack, timeout: float = 90) -
         return True
 
     try:
-        deadline = time.monotonic() + timeout
-        while not view_matches_log():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the view is not the fold of the log: {difference}")
-            time.sleep(0.2)
+        wait_until(view_matches_log, timeout, "the view to be the fold of the log")
+    except AssertionError as timed_out:
+        raise AssertionError(f"{timed_out}: {difference}") from None
     finally:
         view.close()
 

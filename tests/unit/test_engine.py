@@ -5,8 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 
 from services.calculator import engine, memory
 from services.calculator.engine import InsufficientMemoryError, estimate_peak_bytes, pi_decimals
+from tests.support import wait_until
 
 PI_DIGITS_BIN = Path(sys.executable).parent / "pi-digits"
 REFERENCE_SIZE = 1_000_000
@@ -182,24 +181,15 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 @pytest.mark.parametrize("parent_signal", [signal.SIGTERM, signal.SIGKILL])
 def test_worker_dies_with_killed_parent(parent_signal: signal.Signals) -> None:
     parent = subprocess.Popen([str(PI_DIGITS_BIN), "20000000"], stdout=subprocess.DEVNULL)
     try:
-        assert _wait_for(lambda: bool(_children(parent.pid)), 10), "worker never started"
+        wait_until(lambda: bool(_children(parent.pid)), 10, "the worker to start")
         (worker_pid,) = _children(parent.pid)
         parent.send_signal(parent_signal)
         parent.wait(timeout=10)
-        assert _wait_for(lambda: not Path(f"/proc/{worker_pid}").exists(), 5), "orphan worker"
+        wait_until(lambda: not Path(f"/proc/{worker_pid}").exists(), 5, "the worker to die")
     finally:
         if parent.poll() is None:
             parent.kill()
