@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JARS := deploy/kafka/libs/.complete
 
-.PHONY: install test-tools postgresql browser run test test-unit test-integration test-e2e lint format bench bench-huge lock replay \
+.PHONY: install test-tools postgresql browser run test test-unit test-integration test-e2e lint format bench bench-load bench-huge lock replay \
         kafka kafka-cluster api calculator projector downloader clean
 
 install: $(INSTALLED) $(JARS)
@@ -66,6 +66,16 @@ bench: install
 	$(BIN)/python bench/bench_flow.py
 	$(BIN)/python bench/bench_replay.py
 	$(BIN)/python bench/bench_listing.py
+
+# pi-jobs under load beside the original app (a Node.js peer), in one table: needs wrk (from
+# Debian's packages, installed when missing and running as root) and npm.
+bench-load: install
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; } || \
+	  { echo "make bench-load needs wrk: apt-get install wrk"; exit 1; }
+	@command -v npm >/dev/null || { echo "make bench-load needs Node.js and npm"; exit 1; }
+	cd bench/peers/original && npm ci --no-audit --no-fund --silent
+	$(BIN)/python -m bench.bench_load $(BENCH_ARGS)
 
 # A 100,000,000-digit job end to end: time and peak memory of each service.
 bench-huge: install

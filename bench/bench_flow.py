@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from deploy.kafka.local_broker import LocalBroker, free_port
+from deploy.kafka.local_broker import LocalBroker
 from deploy.local_stack import LocalStack
 
 
@@ -95,17 +95,9 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=30_000_000, help="the job small ones run beside")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        broker = LocalBroker(Path(tmp) / "kafka", port=free_port(), controller_port=free_port())
+        broker = LocalBroker.on_free_ports(Path(tmp) / "kafka")
         with broker:
-            stack = LocalStack(
-                broker.bootstrap_servers,
-                Path(tmp),
-                api_port=free_port(),
-                downloader_port=free_port(),
-                calculator_ops_port=free_port(),
-                projector_ops_port=free_port(),
-                log_to_files=True,
-            )
+            stack = LocalStack.on_free_ports(broker.bootstrap_servers, Path(tmp), log_to_files=True)
             stack.start()
             try:
                 stack.wait_ready()

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from deploy.kafka.local_broker import LocalBroker, free_port
+from deploy.kafka.local_broker import LocalBroker
 from services.projector.replay import rebuild
 from services.shared.events import (
     JobCompleted,
@@ -61,7 +61,7 @@ async def write_log(kafka: KafkaSettings, events: int) -> float:
 
 async def main(events: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        broker = LocalBroker(Path(tmp) / "kafka", port=free_port(), controller_port=free_port())
+        broker = LocalBroker.on_free_ports(Path(tmp) / "kafka")
         with broker:
             kafka = KafkaSettings(kafka_bootstrap_servers=broker.bootstrap_servers)
             written = await write_log(kafka, events)

@@ -8,7 +8,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import Popen
+from typing import Any
 
+from deploy.kafka.local_broker import free_port
 from deploy.processes import spawn, stop
 
 SERVICES = ("projector", "calculator", "downloader", "api")
@@ -28,6 +30,19 @@ class LocalStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, Popen[bytes]] = field(default_factory=dict)
 
+    @classmethod
+    def on_free_ports(cls, bootstrap_servers: str, data_dir: Path, **options: Any) -> "LocalStack":
+        """A stack whose every port is a free one: it runs beside `make run` and other tests."""
+        return cls(
+            bootstrap_servers,
+            data_dir,
+            api_port=free_port(),
+            downloader_port=free_port(),
+            calculator_ops_port=free_port(),
+            projector_ops_port=free_port(),
+            **options,
+        )
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
@@ -37,6 +52,7 @@ class LocalStack:
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "PI_JOBS_TOPIC_PREFIX": self.topic_prefix,
             "PI_JOBS_VIEW_DB": str(self.data_dir / "view.sqlite3"),
+            "PI_JOBS_ZIP_CACHE_DIR": str(self.data_dir / "zips"),
             "PI_JOBS_PORT": str(self.api_port),
             "PI_JOBS_DOWNLOADER_PORT": str(self.downloader_port),
             "PI_JOBS_DOWNLOADER_URL": f"http://127.0.0.1:{self.downloader_port}",

@@ -47,9 +47,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             container = cleanup.enter_context(KafkaContainer().with_kraft())
             yield container.get_bootstrap_server()
             return
-        broker = LocalBroker(
-            tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port()
-        )
+        broker = LocalBroker.on_free_ports(tmp_path_factory.mktemp("kafka"))
         cleanup.enter_context(broker)
         yield broker.bootstrap_servers
 

@@ -184,6 +184,11 @@ class LocalBroker(LocalProcessServer):
     log_to_stdout: bool = False
     process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
+    @classmethod
+    def on_free_ports(cls, data_dir: Path) -> LocalBroker:
+        """A broker on ports nothing else uses: beside `make run`, or another test run."""
+        return cls(data_dir, port=free_port(), controller_port=free_port())
+
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"

@@ -8,7 +8,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.kafka.local_broker import free_port
 from deploy.local_stack import SERVICES, LocalStack
 
 
@@ -18,13 +17,9 @@ def start_stack(
     topic_prefix: str | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> LocalStack:
-    stack = LocalStack(
-        bootstrap_servers=bootstrap,
-        data_dir=data_dir,
-        api_port=free_port(),
-        downloader_port=free_port(),
-        calculator_ops_port=free_port(),
-        projector_ops_port=free_port(),
+    stack = LocalStack.on_free_ports(
+        bootstrap,
+        data_dir,
         topic_prefix=topic_prefix or f"e2e-{uuid.uuid4().hex[:12]}",
         log_to_files=True,
         extra_env=extra_env or {},

@@ -70,13 +70,9 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
 
 @pytest.fixture
 def stack(cluster: LocalCluster, tmp_path: Path) -> Iterator[LocalStack]:
-    stack = LocalStack(
-        bootstrap_servers=cluster.bootstrap_servers,
-        data_dir=tmp_path / "stack",
-        api_port=free_port(),
-        downloader_port=free_port(),
-        calculator_ops_port=free_port(),
-        projector_ops_port=free_port(),
+    stack = LocalStack.on_free_ports(
+        cluster.bootstrap_servers,
+        tmp_path / "stack",
         topic_prefix=PREFIX,
         log_to_files=True,
         extra_env={

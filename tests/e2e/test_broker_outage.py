@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.kafka.local_broker import LocalBroker, free_port
+from deploy.kafka.local_broker import LocalBroker
 from tests.e2e.conftest import start_stack, stop_stack
 from tests.e2e.helpers import download_text, submit, wait_complete
 from tests.support import reference_pi_text, wait_until
@@ -15,7 +15,7 @@ from tests.support import reference_pi_text, wait_until
 
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    broker = LocalBroker(tmp_path / "kafka", port=free_port(), controller_port=free_port())
+    broker = LocalBroker.on_free_ports(tmp_path / "kafka")
     with broker:
         yield broker
 

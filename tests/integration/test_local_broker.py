@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from deploy.kafka.local_broker import LocalBroker, free_port, probe_create_topic
+from deploy.kafka.local_broker import LocalBroker, probe_create_topic
 
 TOPIC = "local-broker-test"
 GROUP = "local-broker-test-group"
@@ -59,7 +59,7 @@ async def committed_offset(bootstrap: str, group: str) -> int | None:
 
 @pytest.mark.timeout(240)
 def test_messages_survive_a_broker_restart(tmp_path: Path) -> None:
-    broker = LocalBroker(tmp_path / "kafka", port=free_port(), controller_port=free_port())
+    broker = LocalBroker.on_free_ports(tmp_path / "kafka")
     try:
         broker.start()
         broker.wait_ready()
