@@ -12,7 +12,13 @@ import os
 import socket
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import KafkaError
 
 from services.calculator.compute import compute_decimals
@@ -35,6 +41,7 @@ from services.shared.kafka import (
     ensure_topics,
     group_consumer,
     publish,
+    publish_in_order,
     send_to_dead_letters,
 )
 from services.shared.logs import configure_logging
@@ -47,15 +54,15 @@ log = logging.getLogger("calculator")
 
 
 def _deps(kafka: KafkaSettings, producer: AIOKafkaProducer, stored: StoredDigits) -> CalculatorDeps:
-    async def publish_job_event(event: JobEvent) -> None:
-        await publish(producer, kafka.events_topic, event.job_id, event)
+    async def publish_job_events(*events: JobEvent) -> None:
+        await publish_in_order(producer, kafka.events_topic, list(events))
 
     async def publish_digits(chunk: DigitsStored) -> None:
         await publish(producer, kafka.digits_topic, f"chunk-{chunk.chunk_index}", chunk)
         stored.note_published(chunk.end)
 
     return CalculatorDeps(
-        publish_job_event=publish_job_event,
+        publish_job_events=publish_job_events,
         publish_digits=publish_digits,
         stored_digits=stored.at_least,
         compute_decimals=compute_decimals,
@@ -98,7 +105,9 @@ class _Committer(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._consumer.commit(due)
             self._committed.update(due)
 
-    async def run(self) -> None:
+    async def run(self, interval_seconds: float = 0.5) -> None:
+        """Commit what is finished, at most every `interval_seconds`: a burst of jobs costs a
+        commit or two, and a crash re-delivers at most that much finished work (harmless)."""
         while True:
             await self._changed.wait()
             self._changed.clear()
@@ -107,8 +116,8 @@ class _Committer(ConsumerRebalanceListener):  # type: ignore[misc]
             except KafkaError as error:
                 # Not committed means re-delivered later: safe, only some work is repeated.
                 log.warning("commit failed", extra={"error": repr(error)})
-                await asyncio.sleep(1)
                 self._changed.set()
+            await asyncio.sleep(interval_seconds)
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         with contextlib.suppress(KafkaError):
@@ -128,7 +137,8 @@ async def run(kafka: KafkaSettings, settings: CalculatorSettings) -> None:
     await connect_with_retry(producer.start, "calculator")
     consumer = group_consumer(kafka, "calculator")
     await connect_with_retry(consumer.start, "calculator")
-    deps = _deps(kafka, producer, StoredDigits(kafka))
+    stored = StoredDigits(kafka)
+    deps = _deps(kafka, producer, stored)
     runner = JobRunner(deps, settings.pi_jobs_large_job_digits, settings.pi_jobs_max_jobs_in_flight)
     committer = _Committer(consumer, runner)
     consumer.subscribe([kafka.events_topic], listener=committer)
@@ -148,21 +158,10 @@ async def run(kafka: KafkaSettings, settings: CalculatorSettings) -> None:
     ]
     log.info("calculator started", extra={"worker": deps.worker})
     try:
-        async for record in consumer:
-            tp = TopicPartition(record.topic, record.partition)
-            committer.offsets.begin(tp, record.offset)
-            try:
-                event = decode_job_event(record.value)
-            except UnreadableEvent as error:
-                await send_to_dead_letters(producer, kafka, record, str(error), "calculator")
-                event = None
-            if isinstance(event, JobRequested):
-                done = _finisher(committer, tp, record.offset)
-                await runner.start(event, tp, done)
-                continue
-            if isinstance(event, JobCancelled) and runner.cancel_job(event.job_id):
-                log.info("job cancelled", extra={"job_id": event.job_id})
-            committer.finished(tp, record.offset)
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+            for tp, records in batches.items():
+                await _dispatch(records, tp, kafka, producer, runner, committer, stored.known)
     finally:
         committer.close()
         for task in background:
@@ -172,8 +171,45 @@ async def run(kafka: KafkaSettings, settings: CalculatorSettings) -> None:
         await producer.stop()
 
 
-def _finisher(committer: _Committer, tp: TopicPartition, offset: int) -> Callable[[], None]:
-    return lambda: committer.finished(tp, offset)
+async def _dispatch(
+    records: list[ConsumerRecord[bytes, bytes]],
+    tp: TopicPartition,
+    kafka: KafkaSettings,
+    producer: AIOKafkaProducer,
+    runner: JobRunner,
+    committer: _Committer,
+    known_stored: int,
+) -> None:
+    """Start the partition's new jobs; those the stored digits answer are completed together."""
+    served: list[JobRequested] = []
+    served_offsets: list[int] = []
+    for record in records:
+        committer.offsets.begin(tp, record.offset)
+        try:
+            event = decode_job_event(record.value)
+        except UnreadableEvent as error:
+            await send_to_dead_letters(producer, kafka, record, str(error), "calculator")
+            event = None
+        if isinstance(event, JobRequested) and event.num <= known_stored:
+            served.append(event)
+            served_offsets.append(record.offset)
+            continue
+        if isinstance(event, JobRequested):
+            await runner.start(event, tp, _finisher(committer, tp, [record.offset]))
+            continue
+        if isinstance(event, JobCancelled) and runner.cancel_job(event.job_id):
+            log.info("job cancelled", extra={"job_id": event.job_id})
+        committer.finished(tp, record.offset)
+    if served:
+        await runner.serve_from_stored(served, tp, _finisher(committer, tp, served_offsets))
+
+
+def _finisher(committer: _Committer, tp: TopicPartition, offsets: list[int]) -> Callable[[], None]:
+    def finished() -> None:
+        for offset in offsets:
+            committer.finished(tp, offset)
+
+    return finished
 
 
 def main() -> None:

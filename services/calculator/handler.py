@@ -3,10 +3,10 @@
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from services.calculator.progress import CostModel, ProgressTracker
 from services.shared.events import (
@@ -28,9 +28,15 @@ class ComputeError(RuntimeError):
     """The digit engine could not produce the digits (refused, crashed, or out of memory)."""
 
 
+class PublishJobEvents(Protocol):
+    """Publishes the events in order and returns once the broker has acknowledged them all."""
+
+    async def __call__(self, *events: JobEvent) -> None: ...
+
+
 @dataclass(frozen=True)
 class CalculatorDeps:
-    publish_job_event: Callable[[JobEvent], Awaitable[None]]
+    publish_job_events: PublishJobEvents
     publish_digits: Callable[[DigitsStored], Awaitable[None]]
     # How many leading decimals the log holds: at least the given figure if it has that many.
     stored_digits: Callable[[int], Awaitable[int]]
@@ -58,25 +64,40 @@ def chunks_to_store(decimals: str, already_stored: int) -> Iterator[DigitsStored
         )
 
 
+async def serve_from_stored(requests: Sequence[JobRequested], deps: CalculatorDeps) -> None:
+    """Complete jobs that the stored digits already answer: a JobCompleted each (no JobStarted:
+    there is nothing to wait for), published together, so a burst costs a request or two."""
+    await deps.publish_job_events(
+        *(_completed(event, "stored", 0.0, deps.worker) for event in requests)
+    )
+    JOBS_FROM_STORED.inc(len(requests))
+    JOBS_FINISHED.labels("complete", "stored").inc(len(requests))
+    if len(requests) == 1:
+        log.info("job served from stored digits", extra=_job(requests[0]))
+    else:  # one line for a burst, naming each job
+        job_ids = [event.job_id for event in requests]
+        log.info("jobs served from stored digits", extra={"job_ids": job_ids})
+
+
+def _job(event: JobRequested) -> dict[str, object]:
+    return {"job_id": event.job_id, "num": event.num}
+
+
 async def handle_job_requested(event: JobRequested, deps: CalculatorDeps) -> None:
-    job = {"job_id": event.job_id, "num": event.num}
-    started_event = JobStarted(job_id=event.job_id, worker=deps.worker)
+    job = _job(event)
     if event.num <= await deps.stored_digits(event.num):
-        await deps.publish_job_event(started_event)
-        await _complete(event, deps, "stored", 0.0)
-        JOBS_FROM_STORED.inc()
-        JOBS_FINISHED.labels("complete", "stored").inc()
-        log.info("job served from stored digits", extra=job)
+        await serve_from_stored([event], deps)
         return
+    started_event = JobStarted(job_id=event.job_id, worker=deps.worker)
     target = whole_chunks(event.num)
     async with deps.compute_slot(target):  # the job stays queued while it waits here
-        await deps.publish_job_event(started_event)
+        await deps.publish_job_events(started_event)
         log.info("computing digits", extra={**job, "computing": target})
         started = time.perf_counter()
         try:
             decimals = await _compute_with_progress(event, target, deps)
         except ComputeError as error:
-            await deps.publish_job_event(JobFailed(job_id=event.job_id, error=str(error)))
+            await deps.publish_job_events(JobFailed(job_id=event.job_id, error=str(error)))
             JOBS_FINISHED.labels("failed", "none").inc()
             log.error("job failed", extra={**job, "error": str(error)})
             return
@@ -87,30 +108,29 @@ async def handle_job_requested(event: JobRequested, deps: CalculatorDeps) -> Non
     stored = min(await deps.stored_digits(target), target)
     for chunk in chunks_to_store(decimals, stored):
         await deps.publish_digits(chunk)
-    await _complete(event, deps, "computed", compute_seconds)
+    await deps.publish_job_events(_completed(event, "computed", compute_seconds, deps.worker))
     JOBS_FINISHED.labels("complete", "computed").inc()
     log.info("job computed", extra={**job, "compute_seconds": round(compute_seconds, 3)})
 
 
-async def _complete(
+def _completed(
     event: JobRequested,
-    deps: CalculatorDeps,
     source: Literal["computed", "stored"],
     compute_seconds: float,
-) -> None:
-    await deps.publish_job_event(
-        JobCompleted(
-            job_id=event.job_id,
-            num=event.num,
-            digits_source=source,
-            compute_seconds=round(compute_seconds, 6),
-        )
+    worker: str,
+) -> JobCompleted:
+    return JobCompleted(
+        job_id=event.job_id,
+        num=event.num,
+        digits_source=source,
+        compute_seconds=round(compute_seconds, 6),
+        worker=worker,
     )
 
 
 async def _compute_with_progress(event: JobRequested, num: int, deps: CalculatorDeps) -> str:
     async def publish(progress: float, eta_seconds: float) -> None:
-        await deps.publish_job_event(
+        await deps.publish_job_events(
             JobProgressed(job_id=event.job_id, progress=progress, eta_seconds=eta_seconds)
         )
 

@@ -8,10 +8,10 @@ import asyncio
 import dataclasses
 import itertools
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager, nullcontext
 
-from services.calculator.handler import CalculatorDeps, handle_job_requested
+from services.calculator.handler import CalculatorDeps, handle_job_requested, serve_from_stored
 from services.shared.events import JobRequested
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,21 @@ class JobRunner:
 
         task.add_done_callback(finished)
 
+    async def serve_from_stored(
+        self, requests: list[JobRequested], partition: Hashable, on_done: Callable[[], None]
+    ) -> None:
+        """Jobs the stored digits answer, completed together by one task (no slot needed)."""
+        task = asyncio.create_task(
+            self._until_published(lambda: serve_from_stored(requests, self._deps), requests)
+        )
+        self._tasks[task] = ("", partition)
+
+        def finished(_: asyncio.Task[None]) -> None:
+            del self._tasks[task]
+            on_done()
+
+        task.add_done_callback(finished)
+
     def cancel_job(self, job_id: str) -> bool:
         tasks = [task for task, (job, _) in self._tasks.items() if job == job_id]
         for task in tasks:
@@ -63,15 +78,21 @@ class JobRunner:
         return self._large_lane if num >= self._large_from else nullcontext()
 
     async def _run(self, event: JobRequested) -> None:
-        """Retries until the job's outcome is published: a broker outage must not lose it."""
+        await self._until_published(lambda: handle_job_requested(event, self._deps), [event])
+
+    async def _until_published(
+        self, work: Callable[[], Awaitable[None]], requests: list[JobRequested]
+    ) -> None:
+        """Retries until the jobs' outcomes are published: a broker outage must not lose them."""
+        first_job = {"job_id": requests[0].job_id, "jobs": len(requests)}
         for attempt in itertools.count():
             try:
-                await handle_job_requested(event, self._deps)
+                await work()
                 return
             except asyncio.CancelledError:
-                log.info("job stopped", extra={"job_id": event.job_id})
+                log.info("job stopped", extra=first_job)
                 raise
             except Exception:
                 delay = _RETRY_SECONDS[min(attempt, len(_RETRY_SECONDS) - 1)]
-                log.exception("job attempt failed; retrying", extra={"job_id": event.job_id})
+                log.exception("job attempt failed; retrying", extra=first_job)
                 await asyncio.sleep(delay)

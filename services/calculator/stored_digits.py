@@ -23,6 +23,11 @@ class StoredDigits:
         # Jobs run side by side: one reads the log's tail while the others wait for its answer.
         self._reading = asyncio.Lock()
 
+    @property
+    def known(self) -> int:
+        """The stored prefix length as last learnt, without reading the log."""
+        return self._known
+
     def note_published(self, end: int) -> None:
         self._known = max(self._known, end)
 

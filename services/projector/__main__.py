@@ -25,6 +25,8 @@ from services.shared.view_stores import open_view
 
 log = logging.getLogger("projector")
 
+_MONITORING_COMMIT_SECONDS = 2.0
+
 
 class _ResumeFromView(ConsumerRebalanceListener):  # type: ignore[misc]
     """The view, not Kafka's committed offsets, says where to resume: they commit together."""
@@ -74,6 +76,9 @@ async def run(
     ]
     log.info("projector started")
     generation = store.generation()
+    loop = asyncio.get_running_loop()
+    next_commit_at = 0.0
+    read_up_to: dict[TopicPartition, int] = {}
     try:
         while True:
             batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
@@ -94,10 +99,18 @@ async def run(
             # Parked before the view moves past them: a poison record is never silently lost.
             for record, reason in decoded.unreadable:
                 await send_to_dead_letters(producer, kafka, record, reason, "projector")
-            await asyncio.to_thread(project_batch, store, decoded)
-            # Kafka's copy of the offsets is only for lag monitoring; the view holds the truth.
-            with contextlib.suppress(KafkaError):
-                await consumer.commit({tp: b[-1].offset + 1 for tp, b in batches.items()})
+            # A SQLite commit is local and quick: made inline; PostgreSQL's from a thread.
+            if store.reads_wait_on_network:
+                await asyncio.to_thread(project_batch, store, decoded)
+            else:
+                project_batch(store, decoded)
+            read_up_to.update({tp: b[-1].offset + 1 for tp, b in batches.items()})
+            # Kafka's copy of the offsets is only for lag monitoring (the view holds the truth):
+            # a commit every few seconds, not one a batch.
+            if loop.time() >= next_commit_at:
+                next_commit_at = loop.time() + _MONITORING_COMMIT_SECONDS
+                with contextlib.suppress(KafkaError):
+                    await consumer.commit(read_up_to)
     finally:
         for task in background:
             task.cancel()

@@ -12,7 +12,7 @@ from services.shared.events import (
     decode_job_event,
 )
 from services.shared.metrics import JOB_SECONDS, size_label
-from services.shared.view import JobView, ViewStore
+from services.shared.view import TERMINAL_STATUSES, JobView, ViewStore
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ def project_batch(store: ViewStore, batch: DecodedBatch) -> None:
         after = apply_event(before, event)
         if after is not None and after != before:
             jobs[event.job_id] = changed[event.job_id] = after
-            if before is None or after.status != before.status:
+            if after.status in TERMINAL_STATUSES:  # (a finished job never changes again)
+                # One line a job, when the view shows how it ended.
                 log.info("job is %s", after.status, extra={"job_id": after.job_id})
                 if after.status == "complete" and after.finished_at is not None:
                     seconds = (after.finished_at - after.requested_at).total_seconds()

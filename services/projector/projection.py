@@ -45,7 +45,9 @@ def _changes(job: JobView, event: JobEvent) -> dict[str, object]:
             return {"status": "in_progress", "progress": event.progress,
                     "eta_seconds": event.eta_seconds, "progress_at": at}  # fmt: skip
         case JobCompleted():
+            # A job served from stored digits has no JobStarted: it starts as it completes.
             return {"status": "complete", "finished_at": at, "progress": 1.0, "eta_seconds": 0.0,
+                    "started_at": job.started_at or at, "worker": event.worker or job.worker,
                     "digits_source": event.digits_source,
                     "compute_seconds": event.compute_seconds}  # fmt: skip
         case JobFailed():

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.projector.handler import LogRecord, decode_batch, project_batch
+from services.shared.kafka import topic_partitions
 from services.shared.logs import configure_logging
 from services.shared.postgres_view import PostgresView, switch_generation
 from services.shared.settings import KafkaSettings, ViewSettings
@@ -43,7 +43,7 @@ async def rebuild(kafka: KafkaSettings, view: ViewStore) -> tuple[int, float]:
     """Every record of the events and digits topics, from offset 0, folded into `view` (a new,
     empty one); returns how many records and how many seconds."""
     started = time.perf_counter()
-    partitions = await _partitions(kafka, [kafka.events_topic, kafka.digits_topic])
+    partitions = await topic_partitions(kafka, [kafka.events_topic, kafka.digits_topic])
     consumer = AIOKafkaConsumer(
         bootstrap_servers=kafka.kafka_bootstrap_servers,
         enable_auto_commit=False,
@@ -77,20 +77,6 @@ async def _behind(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) ->
         if await consumer.position(tp) < end_offset:
             return True
     return False
-
-
-async def _partitions(kafka: KafkaSettings, topics: list[str]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(topics)
-    finally:
-        await admin.close()
-    return [
-        TopicPartition(topic["topic"], partition["partition"])
-        for topic in described
-        for partition in topic["partitions"]
-    ]
 
 
 def switch_to(link: Path, file: Path) -> None:

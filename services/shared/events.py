@@ -60,12 +60,17 @@ class JobCancelled(_Event):
 
 
 class JobCompleted(_Event):
+    """v2 added `worker`: a job served from stored digits is completed by this one event, with
+    no JobStarted before it (v1 events are upcast with none)."""
+
     type: Literal["JobCompleted"] = "JobCompleted"
+    version: Literal[2] = 2  # type: ignore[assignment]
     job_id: str
     num: int = Field(ge=1)
     # "stored" when digits already in the log answered the job, "computed" otherwise.
     digits_source: Literal["computed", "stored"]
     compute_seconds: float = Field(ge=0)
+    worker: str | None = None
 
 
 class JobFailed(_Event):
@@ -107,10 +112,15 @@ def _job_requested_v1_to_v2(v1: dict[str, Any]) -> dict[str, Any]:
     return {**v1, "version": 2, "idempotency_key": None}
 
 
+def _job_completed_v1_to_v2(v1: dict[str, Any]) -> dict[str, Any]:
+    return {**v1, "version": 2, "worker": None}
+
+
 # Each turns an event as an older version of the code wrote it into the next version, so the
 # log never needs rewriting: (type, version) -> upcaster.
 _UPCASTERS: dict[tuple[Any, Any], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("JobRequested", 1): _job_requested_v1_to_v2,
+    ("JobCompleted", 1): _job_completed_v1_to_v2,
 }
 
 

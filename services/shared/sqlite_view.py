@@ -41,15 +41,19 @@ class SqliteView:
     link in one step. Every connection follows the link again within half a second."""
 
     _RECHECK_SECONDS = 0.5
+    reads_wait_on_network = False
 
     def __init__(self, path: Path, writer: bool = False, durable: bool = True) -> None:
         """Readers open an existing view; the projector (the one writer) also creates it.
 
-        `durable=False` skips syncing to disk at each commit: for a rebuild, which calls
+        Commits are not synced to disk one by one (WAL with synchronous=NORMAL): a crash of
+        the host may take back the last of them, but never half of one, and the view's read
+        positions go back with them, so the projector reads those events again from the log.
+        `durable=False` does not even sync at checkpoints: for a rebuild, which calls
         `flush_to_disk()` before the view is used.
         """
         self._path = path
-        self._synchronous = "FULL" if durable else "OFF"
+        self._synchronous = "NORMAL" if durable else "OFF"
         self._local = threading.local()
         self._file = path.resolve()
         self._checked_at = time.monotonic()

@@ -8,6 +8,7 @@ from services.calculator.handler import (
     ComputeError,
     chunks_to_store,
     handle_job_requested,
+    serve_from_stored,
     whole_chunks,
 )
 from services.calculator.progress import CostModel
@@ -36,13 +37,15 @@ class FakeLog:
     computed: list[int] = field(default_factory=list)
     fail_with: str | None = None
     engine_progress: list[float] = field(default_factory=list)
+    publish_calls: int = 0
 
     def stored(self) -> int:
         return sum(len(d) for d in self.chunks.values())
 
     def deps(self) -> CalculatorDeps:
-        async def publish_job_event(event: JobEvent) -> None:
-            self.events.append(event)
+        async def publish_job_events(*events: JobEvent) -> None:
+            self.events.extend(events)
+            self.publish_calls += 1
 
         async def publish_digits(chunk: DigitsStored) -> None:
             self.chunks[chunk.chunk_index] = chunk.digits
@@ -59,7 +62,7 @@ class FakeLog:
             return fake_decimals(num)
 
         return CalculatorDeps(
-            publish_job_event, publish_digits, stored_digits, compute, "w", CostModel(), 0.0
+            publish_job_events, publish_digits, stored_digits, compute, "w", CostModel(), 0.0
         )
 
 
@@ -78,7 +81,22 @@ async def test_a_job_within_the_stored_digits_computes_nothing() -> None:
     assert log.computed == [C]
     completed = log.events[-1]
     assert isinstance(completed, JobCompleted) and completed.digits_source == "stored"
-    assert [type(e) for e in log.events if e.job_id == "b"] == [JobStarted, JobCompleted]
+    # Nothing to wait for: one event completes it, naming the worker.
+    assert [type(e) for e in log.events if e.job_id == "b"] == [JobCompleted]
+    assert completed.worker == "w"
+
+
+async def test_jobs_answered_by_stored_digits_are_completed_together() -> None:
+    log = FakeLog()
+    await handle_job_requested(JobRequested(job_id="a", num=1000), log.deps())
+    before, calls = len(log.events), log.publish_calls
+    burst = [JobRequested(job_id=f"j{i}", num=i + 1) for i in range(50)]
+    await serve_from_stored(burst, log.deps())
+    assert log.publish_calls == calls + 1
+    completions = log.events[before:]
+    assert [e.job_id for e in completions] == [e.job_id for e in burst]
+    assert all(isinstance(e, JobCompleted) and e.digits_source == "stored" for e in completions)
+    assert log.computed == [C]
 
 
 async def test_a_larger_job_publishes_only_the_new_chunks() -> None:

@@ -67,3 +67,13 @@ def test_completion_says_where_the_digits_came_from() -> None:
         JobCompleted.model_validate(
             {"job_id": "a", "num": 1, "digits_source": "guessed", "compute_seconds": 0}
         )
+
+
+def test_a_v1_job_completed_is_upcast_with_no_worker() -> None:
+    v1 = (
+        b'{"version":1,"occurred_at":"2026-11-30T16:49:59.765646Z","type":"JobCompleted",'
+        b'"job_id":"a","num":12,"digits_source":"stored","compute_seconds":0.0}'
+    )
+    event = decode_job_event(v1)
+    assert isinstance(event, JobCompleted)
+    assert (event.version, event.worker, event.digits_source) == (2, None, "stored")

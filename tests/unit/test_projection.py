@@ -54,3 +54,25 @@ def test_a_completed_job_is_seen_in_progress_until_its_digits_are_in_the_view() 
     assert job is not None
     assert job.as_seen_with(stored_digits=11).status == "in_progress"
     assert job.as_seen_with(stored_digits=12).status == "complete"
+
+
+def test_a_job_served_from_stored_digits_completes_in_one_event() -> None:
+    served = JobCompleted(
+        job_id="j1",
+        num=12,
+        digits_source="stored",
+        compute_seconds=0,
+        worker="w2",
+        occurred_at=at(1),
+    )
+    job = fold([requested, served])
+    assert job is not None
+    assert (job.status, job.started_at, job.finished_at, job.worker) == (
+        "complete",
+        at(1),
+        at(1),
+        "w2",
+    )
+    # After a JobStarted (a computation), the start it recorded stays.
+    job = fold([requested, started, completed])
+    assert job is not None and (job.started_at, job.worker) == (at(1), "w1")

@@ -19,8 +19,8 @@ class FakeWorld:
         self.computing: list[int] = []
 
     def deps(self) -> CalculatorDeps:
-        async def publish_job_event(event: JobEvent) -> None:
-            self.events.append(event)
+        async def publish_job_events(*events: JobEvent) -> None:
+            self.events.extend(events)
 
         async def publish_digits(_: DigitsStored) -> None:
             pass
@@ -38,7 +38,7 @@ class FakeWorld:
                 self.computing.remove(num)
 
         return CalculatorDeps(
-            publish_job_event, publish_digits, stored_digits, compute, "w", CostModel()
+            publish_job_events, publish_digits, stored_digits, compute, "w", CostModel()
         )
 
     def completed(self, job_id: str) -> bool:
