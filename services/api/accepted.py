@@ -3,7 +3,7 @@ process accepted that the view does not show yet (as `queued`)."""
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from services.shared.events import JobRequested
 from services.shared.view import JobView, ViewReader
@@ -12,6 +12,7 @@ from services.shared.view import JobView, ViewReader
 class ViewWithAccepted:
     def __init__(self, view: ViewReader, capacity: int = 10_000) -> None:
         self._view = view
+        self.reads_wait_on_network = view.reads_wait_on_network
         self._capacity = capacity
         self._accepted: OrderedDict[str, JobView] = OrderedDict()
         self._lock = threading.Lock()
@@ -33,6 +34,9 @@ class ViewWithAccepted:
                 return job
             return self._accepted.get(job_id)
 
+    def load_jobs(self, job_ids: Iterable[str]) -> dict[str, JobView]:
+        return self._view.load_jobs(job_ids)
+
     def list_jobs(
         self, status: str | None, limit: int, before: tuple[int, str] | None
     ) -> list[JobView]:
@@ -49,3 +53,6 @@ class ViewWithAccepted:
 
     def position(self, topic: str, partition: int) -> int:
         return self._view.position(topic, partition)
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        return self._view.positions()

@@ -4,32 +4,51 @@ import asyncio
 import contextlib
 import logging
 import re
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 from fastapi import FastAPI, Header, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from services.api.accepted import ViewWithAccepted
 from services.api.gateway import proxy_download
-from services.api.jobs import JobCommands, cancel_job, job_status, submit_job
+from services.api.hot_paths import HotPaths
+from services.api.jobs import Jobs, cancel_job, current_status, submit_job
 from services.api.listing import MAX_PAGE, list_jobs
 from services.api.live import status_events
+from services.api.log_ends import LogEndReader
 from services.api.publishing import EventPublisher
 from services.api.quota import SubmissionQuota
 from services.api.readiness import check_readiness
+from services.api.statuses import (
+    FinishedStatuses,
+    JobAccepted,
+    JobListBody,
+    JobStatusBody,
+    list_json,
+)
 from services.api.submission import read_num
-from services.shared.metrics import install_metrics, view_gauges
-from services.shared.settings import ApiSettings, KafkaSettings
-from services.shared.view import JobStatus, ViewReader
-from services.shared.web import ApiError, find_job, install_error_handlers
+from services.api.watcher import ViewWatcher
+from services.shared.downloads import download_response, require_complete
+from services.shared.logs import configure_logging
+from services.shared.metrics import CountRequests, metrics_route, view_gauges
+from services.shared.runtime import die_with_parent
+from services.shared.settings import ApiSettings, KafkaSettings, ViewSettings, ZipCacheSettings
+from services.shared.view import JobStatus, ViewReader, read_view
+from services.shared.view_stores import open_view
+from services.shared.web import ApiError, install_error_handlers
+from services.shared.zip_cache import ZipCache
 
 log = logging.getLogger("api")
 
 _STATIC = Path(__file__).parent / "static"  # the web page: plain HTML, CSS and JS
+_CONNECT_BEFORE_SERVING_SECONDS = 5.0
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
@@ -44,75 +63,125 @@ def _submission_schema(max_num: int) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {m: {"schema": body} for m in media}}}
 
 
-def create_app(api: ApiSettings, kafka: KafkaSettings, store: ViewReader) -> FastAPI:
+def app_from_environment() -> ASGIApp:
+    """The app as each API process builds it, from the environment's settings."""
+    # The supervising process gone (killed, crashed) means the API is down: no orphan keeps the
+    # port from a restarted one.
+    die_with_parent(signal.SIGKILL)
+    configure_logging("api")
+    view = open_view(ViewSettings().view_url)
+    return create_app(ApiSettings(), KafkaSettings(), view, ZipCacheSettings())
+
+
+def create_app(
+    api: ApiSettings, kafka: KafkaSettings, store: ViewReader, zips: ZipCacheSettings
+) -> ASGIApp:
+    """The FastAPI app, behind the hot paths and the request metrics."""
     view = ViewWithAccepted(store)
+    watcher = ViewWatcher(view)
+    finished = FinishedStatuses()
     publisher = EventPublisher(kafka)
+    log_ends = LogEndReader(kafka)
     downloader = httpx.AsyncClient(base_url=api.pi_jobs_downloader_url, timeout=30)
+    zip_cache = ZipCache(zips.pi_jobs_zip_cache_dir, zips.pi_jobs_zip_cache_bytes)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # Serve (and answer 503 to submissions) while Kafka is still unreachable.
-        connecting = asyncio.create_task(publisher.connect())
+        background = [
+            asyncio.create_task(publisher.connect()),
+            asyncio.create_task(log_ends.connect()),
+            asyncio.create_task(watcher.run()),
+        ]
+        # Each process (there are several) serves once connected to Kafka, or after a few
+        # seconds anyway, answering 503 to submissions while Kafka is unreachable.
+        await asyncio.wait(background[:2], timeout=_CONNECT_BEFORE_SERVING_SECONDS)
         yield
-        connecting.cancel()
+        for task in background:
+            task.cancel()
         await publisher.close()
+        await log_ends.close()
         await downloader.aclose()
 
     # No redirects to a slash-less path: they would be built from the client's Host header.
     app = FastAPI(title="pi-jobs", lifespan=lifespan, redirect_slashes=False)
     install_error_handlers(app)
-    install_metrics(app, "api", before_scrape=view_gauges(view))
 
     quota = SubmissionQuota(api.pi_jobs_submissions_per_second, api.pi_jobs_submission_burst)
-    commands = JobCommands(
-        publisher.publish, view, kafka.events_topic, api.pi_jobs_projection_wait_seconds
+    jobs = Jobs(
+        publisher.publish,
+        view,
+        watcher,
+        log_ends.read,
+        kafka.events_topic,
+        api.pi_jobs_projection_wait_seconds,
     )
 
-    @app.post("/pi_job", openapi_extra=_submission_schema(api.pi_jobs_max_num))
+    async def submission(request: Request) -> Response:
+        idempotency_key = request.headers.get("idempotency-key")
+        if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise ApiError(400, "Idempotency-Key must be 1 to 200 printable ASCII characters")
+        num = await read_num(request, api.pi_jobs_max_num)
+        quota.take(request.client.host if request.client else "unknown")
+        job_id = await submit_job(num, idempotency_key, jobs)
+        return Response(
+            b'{"success":true,"job_id":"' + job_id.encode() + b'"}', media_type="application/json"
+        )
+
+    async def status(job_id: str, if_none_match: str | None) -> Response:
+        rendered = await current_status(job_id, jobs, finished)
+        return rendered.response(if_none_match)
+
+    # Served by HotPaths below; declared here for the OpenAPI schema (and as a fallback).
+    @app.post(
+        "/pi_job",
+        openapi_extra=_submission_schema(api.pi_jobs_max_num),
+        response_model=JobAccepted,
+    )
     async def create_job(
         request: Request,
         idempotency_key: Annotated[
             str | None, Header(json_schema_extra={"pattern": _IDEMPOTENCY_KEY.pattern})
         ] = None,
-    ) -> dict[str, Any]:
-        if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
-            raise ApiError(400, "Idempotency-Key must be 1 to 200 printable ASCII characters")
-        num = await read_num(request, api.pi_jobs_max_num)
-        quota.take(request.client.host if request.client else "unknown")
-        job_id = await submit_job(num, idempotency_key, commands)
-        return {"success": True, "job_id": job_id}
+    ) -> Response:
+        return await submission(request)
 
-    @app.get("/pi_job/{job_id}")
-    def get_job(job_id: str) -> dict[str, Any]:
-        return job_status(job_id, view)
+    @app.get("/pi_job/{job_id}", response_model=JobStatusBody)
+    async def get_job(
+        job_id: str, if_none_match: Annotated[str | None, Header()] = None
+    ) -> Response:
+        return await status(job_id, if_none_match)
 
     @app.delete("/pi_job/{job_id}")
     async def delete_job(job_id: str) -> dict[str, Any]:
-        return await cancel_job(job_id, commands)
+        return await cancel_job(job_id, jobs)
 
     @app.get("/pi_job/{job_id}/events")
     async def job_events(job_id: str) -> StreamingResponse:
         return StreamingResponse(
-            await status_events(job_id, view),
+            await status_events(job_id, jobs),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    @app.get("/pi_jobs")
-    def get_jobs(
+    @app.get("/pi_jobs", response_model=JobListBody)
+    async def get_jobs(
         status: JobStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
         cursor: str | None = None,
-    ) -> dict[str, Any]:
-        return list_jobs(view, status, limit, cursor)
+    ) -> Response:
+        await jobs.catch_up()  # a job submitted just before is listed
+        page = await read_view(view, list_jobs, view, status, limit, cursor)
+        return Response(list_json(page), media_type="application/json")
 
-    @app.get("/download_pi_job/{job_id}")
-    async def download(
-        job_id: str, if_none_match: Annotated[str | None, Header()] = None
-    ) -> StreamingResponse:
-        await asyncio.to_thread(find_job, job_id, view)  # 404s are answered here, not forwarded
+    @app.api_route("/download_pi_job/{job_id}", methods=["GET", "HEAD"], response_model=None)
+    async def download(job_id: str, request: Request) -> Response:
+        job = await jobs.find(job_id)  # 404s are answered here, not forwarded
+        job = require_complete(job, await read_view(view, view.stored_digits))
+        digits = zip_cache.open(job.num)
+        if digits is not None:
+            return download_response(job, digits, request.method, request.headers)
         path = f"/download_pi_job/{job_id}"
-        return await proxy_download(downloader, path, if_none_match)
+        return await proxy_download(downloader, path, request.method, request.headers)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -131,4 +200,20 @@ def create_app(api: ApiSettings, kafka: KafkaSettings, store: ViewReader) -> Fas
             return JSONResponse({"success": False, "error": "; ".join(problems)}, status_code=503)
         return JSONResponse({"success": True})
 
-    return app
+    metrics_route(app, before_scrape=view_gauges(view))
+    hot_paths = HotPaths(
+        app,
+        status=status,
+        submit=submission,
+        status_route=_route(app, "/pi_job/{job_id}", "GET"),
+        submit_route=_route(app, "/pi_job", "POST"),
+    )
+    return CountRequests(hot_paths, "api")
+
+
+def _route(app: FastAPI, path: str, method: str) -> APIRoute:
+    return next(
+        route
+        for route in app.routes
+        if isinstance(route, APIRoute) and route.path == path and method in (route.methods or ())
+    )

@@ -1,15 +1,21 @@
-"""The public address serves downloads too: they are streamed through from the downloader."""
+"""The public address serves downloads too: from the compressed digits when this host has
+them (no hop at all), else streamed through from the downloader, which builds them."""
 
 import httpx
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
+from starlette.datastructures import Headers
 
 from services.shared.web import ApiError
 
+# Both ways, only what describes the download: never hop-by-hop or client-identifying headers.
+_ASKED_HEADERS = ("range", "if-range", "if-none-match")
 _PASSED_HEADERS = (
     "content-type",
     "content-disposition",
     "content-length",
+    "content-range",
+    "accept-ranges",
     "etag",
     "cache-control",
     "x-content-sha256",
@@ -17,12 +23,12 @@ _PASSED_HEADERS = (
 
 
 async def proxy_download(
-    client: httpx.AsyncClient, path: str, if_none_match: str | None
-) -> StreamingResponse:
-    headers = {"If-None-Match": if_none_match} if if_none_match else {}
+    client: httpx.AsyncClient, path: str, method: str, asked: Headers
+) -> Response:
+    headers = {name: asked[name] for name in _ASKED_HEADERS if name in asked}
     try:
         upstream = await client.send(
-            client.build_request("GET", path, headers=headers), stream=True
+            client.build_request(method, path, headers=headers), stream=True
         )
     except httpx.HTTPError:
         raise ApiError(503, "downloads are unavailable right now: try again shortly") from None

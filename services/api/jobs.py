@@ -1,95 +1,120 @@
-"""Submitting, cancelling and reading jobs: the API's handlers, with dependencies passed in."""
+"""Submitting, cancelling and reading jobs: the API's handlers, with dependencies passed in.
 
-import asyncio
+Read-your-writes: a POST answers as soon as the broker has acknowledged its event. A read that
+does not find the job in the view (it may be on its way there) waits until the view has caught
+up with the log as it ended when the read began, then looks again. So a GET right after a POST
+finds the job on any API process, while the many reads of jobs the view already has wait for
+nothing.
+"""
+
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from services.api.accepted import ViewWithAccepted
+from services.api.log_ends import LogEnd
+from services.api.statuses import FinishedStatuses, RenderedStatus, status_body
+from services.api.watcher import ViewWatcher
 from services.shared.events import JobCancelled, JobEvent, JobRequested
-from services.shared.job_ids import idempotent_job_id, new_job_id
-from services.shared.view import TERMINAL_STATUSES, JobView, ViewReader
-from services.shared.web import ApiError, find_job
+from services.shared.job_ids import idempotent_job_id, is_job_id, new_job_id
+from services.shared.kafka import partition_for_key
+from services.shared.view import TERMINAL_STATUSES, JobView, read_view
+from services.shared.web import ApiError, job_not_found
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class JobCommands:
+class Jobs:
     # Publishes an event and returns the (partition, offset) the broker acknowledged.
     publish: Callable[[JobEvent], Awaitable[tuple[int, int]]]
     view: ViewWithAccepted
+    watcher: ViewWatcher
+    # Where the events topic ends now (a query sent after the call).
+    log_end: Callable[[], Awaitable[LogEnd]]
     events_topic: str
-    projection_wait_seconds: float
+    catch_up_seconds: float
 
     async def publish_and_wait(self, event: JobEvent) -> None:
-        """Read-your-writes: return once the view has applied the event (or the wait is over)."""
+        """Publish, then wait until the view has applied the event (or the wait is over)."""
         partition, offset = await self.publish(event)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.projection_wait_seconds
-        delay = 0.001
-        while await asyncio.to_thread(self.view.position, self.events_topic, partition) <= offset:
-            if loop.time() >= deadline:
-                log.warning("view is behind; answering anyway", extra={"job_id": event.job_id})
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+        if not await self.watcher.wait_past(
+            self.events_topic, partition, offset, self.catch_up_seconds
+        ):
+            log.warning("view is behind; answering anyway", extra={"job_id": event.job_id})
+
+    async def catch_up(self, job_id: str | None = None) -> None:
+        """Wait until the view shows every write acknowledged before now: to `job_id`'s
+        partition, or to all of them."""
+        try:
+            ends = await self.log_end()
+        except Exception as error:  # the broker is unreachable: read what the view has
+            log.warning("cannot read where the log ends", extra={"error": repr(error)})
+            return
+        if job_id is not None:
+            partition = partition_for_key(job_id, [p for _, p in ends])
+            ends = {(self.events_topic, partition): ends[(self.events_topic, partition)]}
+        reached = await self.watcher.wait_until(ends, self.catch_up_seconds)
+        if not reached:
+            log.warning("view is behind; reading it anyway", extra={"job_id": job_id})
+
+    async def get(self, job_id: str) -> JobView | None:
+        """The job, seeing every write acknowledged before this call."""
+        job = await read_view(self.view, self.view.get_job, job_id)
+        if job is None and is_job_id(job_id):
+            await self.catch_up(job_id)
+            job = await read_view(self.view, self.view.get_job, job_id)
+        return job
+
+    async def find(self, job_id: str) -> JobView:
+        """As get(), or a 404 that says so."""
+        job = await self.get(job_id)
+        if job is None:
+            raise job_not_found(job_id)
+        return job
 
 
-async def submit_job(num: int, idempotency_key: str | None, commands: JobCommands) -> str:
-    job_id = new_job_id() if idempotency_key is None else idempotent_job_id(idempotency_key)
-    # The view is read in a thread: a PostgreSQL view is a network round trip away.
-    view = commands.view
-    if idempotency_key is None or await asyncio.to_thread(view.get_job, job_id) is None:
+async def submit_job(num: int, idempotency_key: str | None, jobs: Jobs) -> str:
+    if idempotency_key is None:
+        requested = JobRequested(job_id=new_job_id(), num=num)
+        await jobs.publish(requested)
+        jobs.view.remember(requested)
+        log.info("job requested", extra={"job_id": requested.job_id, "num": num})
+        return requested.job_id
+    job_id = idempotent_job_id(idempotency_key)
+    if await jobs.get(job_id) is None:
         requested = JobRequested(job_id=job_id, num=num, idempotency_key=idempotency_key)
-        await commands.publish_and_wait(requested)
-        view.remember(requested)
+        await jobs.publish_and_wait(requested)
+        jobs.view.remember(requested)
         log.info("job requested", extra={"job_id": job_id, "num": num})
-    if idempotency_key is not None:
-        # Only the first request with a key creates the job (the projection keeps the first).
-        job = await asyncio.to_thread(view.get_job, job_id)
-        if job is not None and job.num != num:
-            raise ApiError(409, f"Idempotency-Key already used for a job with num={job.num}")
+    # Only the first request with a key creates the job (the projection keeps the first).
+    job = await read_view(jobs.view, jobs.view.get_job, job_id)
+    if job is not None and job.num != num:
+        raise ApiError(409, f"Idempotency-Key already used for a job with num={job.num}")
     return job_id
 
 
-async def cancel_job(job_id: str, commands: JobCommands) -> dict[str, Any]:
-    job = await asyncio.to_thread(find_job, job_id, commands.view)
+async def cancel_job(job_id: str, jobs: Jobs) -> dict[str, Any]:
+    job = await jobs.find(job_id)
     if job.status in TERMINAL_STATUSES:
         raise ApiError(409, f"job {job_id} is already {job.status}: nothing to cancel")
-    await commands.publish_and_wait(JobCancelled(job_id=job_id))
-    job = await asyncio.to_thread(find_job, job_id, commands.view)
+    await jobs.publish_and_wait(JobCancelled(job_id=job_id))
+    job = await jobs.find(job_id)
     if job.status != "cancelled":
         raise ApiError(409, f"job {job_id} is already {job.status}: nothing to cancel")
     log.info("job cancelled", extra={"job_id": job_id})
     return {"success": True, "job_id": job_id, "status": "cancelled"}
 
 
-def job_status(job_id: str, view: ViewReader) -> dict[str, Any]:
-    return status_body(find_job(job_id, view), view.stored_digits())
-
-
-def status_body(job: JobView, stored_digits: int) -> dict[str, Any]:
-    seen = job.as_seen_with(stored_digits)
-    finished = seen.status in TERMINAL_STATUSES
-    running = seen.status == "in_progress"
-    return {
-        "success": True,
-        "job_id": seen.job_id,
-        "num": seen.num,
-        "status": seen.status,
-        "progress": seen.progress if running or seen.status == "complete" else None,
-        "eta_seconds": seen.eta_seconds if running else None,
-        "requested_at": seen.requested_at,
-        "started_at": seen.started_at,
-        "finished_at": seen.finished_at if finished else None,
-        "duration_seconds": (
-            (seen.finished_at - seen.requested_at).total_seconds()
-            if finished and seen.finished_at
-            else None
-        ),
-        "digits_source": seen.digits_source if seen.status == "complete" else None,
-        "worker": seen.worker,
-        "error": seen.error,
-    }
+async def current_status(job_id: str, jobs: Jobs, finished: FinishedStatuses) -> RenderedStatus:
+    """The job's status, from memory once it is finished, else from the view."""
+    rendered = finished.get(job_id)
+    if rendered is None:
+        job = await jobs.find(job_id)
+        view = jobs.view
+        # Only a complete job's status depends on the stored digits: spare the others the read.
+        stored = await read_view(view, view.stored_digits) if job.status == "complete" else 0
+        rendered = RenderedStatus.of(status_body(job, stored))
+        finished.keep(job_id, rendered)
+    return rendered

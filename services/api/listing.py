@@ -3,9 +3,8 @@
 import base64
 import binascii
 import re
-from typing import Any
 
-from services.api.jobs import status_body
+from services.api.statuses import JobListBody, status_body
 from services.shared.view import JobStatus, JobView, ViewReader
 from services.shared.web import ApiError
 
@@ -14,14 +13,13 @@ MAX_PAGE = 100
 
 def list_jobs(
     view: ViewReader, status: JobStatus | None, limit: int, cursor: str | None
-) -> dict[str, Any]:
+) -> JobListBody:
     jobs = view.list_jobs(status, limit, _decode(cursor) if cursor else None)
     stored = view.stored_digits()
-    return {
-        "success": True,
-        "jobs": [status_body(job, stored) for job in jobs],
-        "next_cursor": _encode(jobs[-1]) if len(jobs) == limit else None,
-    }
+    return JobListBody(
+        jobs=[status_body(job, stored) for job in jobs],
+        next_cursor=_encode(jobs[-1]) if len(jobs) == limit else None,
+    )
 
 
 def _encode(job: JobView) -> str:

@@ -1,40 +1,49 @@
-"""A job's status changes as server-sent events, until the job ends."""
+"""A job's status changes as server-sent events, until the job ends.
+
+Streams do not read the view themselves: the process's watcher re-reads the jobs they follow
+when the view moves, and wakes them.
+"""
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
-from typing import Any
 
-from services.api.jobs import status_body
-from services.shared.view import TERMINAL_STATUSES, ViewReader
-from services.shared.web import find_job
+from services.api.jobs import Jobs
+from services.api.statuses import status_body, status_json
+from services.api.watcher import ViewWatcher
+from services.shared.view import TERMINAL_STATUSES, JobView, read_view
 
-_POLL_SECONDS = 0.2
 _KEEPALIVE_SECONDS = 15.0
 
 
-async def status_events(job_id: str, view: ViewReader) -> AsyncIterator[str]:
-    await asyncio.to_thread(find_job, job_id, view)  # 404 before the stream starts
-    return _stream(job_id, view)
+async def status_events(job_id: str, jobs: Jobs) -> AsyncIterator[bytes]:
+    job = await jobs.find(job_id)  # 404 before the stream starts
+    stored = await read_view(jobs.view, jobs.view.stored_digits)
+    return _stream(job_id, job, stored, jobs.watcher)
 
 
-def _current(job_id: str, view: ViewReader) -> dict[str, Any]:
-    return status_body(find_job(job_id, view), view.stored_digits())
+def _event(job: JobView, stored_digits: int) -> tuple[bytes, bool]:
+    body = status_body(job, stored_digits)
+    return b"event: status\ndata: " + status_json(body) + b"\n\n", body.status in TERMINAL_STATUSES
 
 
-async def _stream(job_id: str, view: ViewReader) -> AsyncIterator[str]:
-    last_sent = None
-    quiet_for = 0.0
-    while True:
-        body = await asyncio.to_thread(_current, job_id, view)
-        text = json.dumps(body, default=str)
-        if text != last_sent:
-            yield f"event: status\ndata: {text}\n\n"
-            last_sent, quiet_for = text, 0.0
-            if body["status"] in TERMINAL_STATUSES:
-                return
-        elif quiet_for >= _KEEPALIVE_SECONDS:
-            yield ": keep-alive\n\n"
-            quiet_for = 0.0
-        await asyncio.sleep(_POLL_SECONDS)
-        quiet_for += _POLL_SECONDS
+async def _stream(
+    job_id: str, job: JobView, stored_digits: int, watcher: ViewWatcher
+) -> AsyncIterator[bytes]:
+    with watcher.follow(job_id) as followed:
+        last_sent, finished = _event(job, stored_digits)
+        yield last_sent
+        seen = followed.version
+        while not finished:
+            if followed.version == seen:
+                try:
+                    await asyncio.wait_for(followed.changed.wait(), _KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+            seen = followed.version
+            if followed.job is None:
+                continue  # accepted, not in the view yet
+            event, finished = _event(followed.job, followed.stored_digits)
+            if event != last_sent:
+                yield event
+                last_sent = event

@@ -13,6 +13,7 @@ from services.shared.kafka import (
     connect_with_retry,
     durable_producer,
     ensure_topics,
+    key_partition,
     partition_leader_reachable,
     publish,
 )
@@ -51,14 +52,15 @@ class EventPublisher:
         if producer is None:
             raise ApiError(503, "the job queue is not reachable yet: try again shortly")
         topic = self._kafka.events_topic
+        partition = key_partition(producer, topic, event.job_id)
         # Plainly down: refuse before the write sits in the producer's buffer.
-        if not await partition_leader_reachable(producer, topic, event.job_id):
+        if partition is not None and not await partition_leader_reachable(
+            producer, topic, partition
+        ):
             raise ApiError(503, _UNAVAILABLE)
         try:
-            return await asyncio.wait_for(
-                publish(producer, topic, event.job_id, event),
-                timeout=PUBLISH_TIMEOUT_MS / 1000 + 0.5,
-            )
+            async with asyncio.timeout(PUBLISH_TIMEOUT_MS / 1000 + 0.5):
+                return await publish(producer, topic, event.job_id, event, partition)
         except (KafkaError, TimeoutError):
             log.warning("publishing failed", extra={"job_id": event.job_id}, exc_info=True)
             if isinstance(event, JobRequested) and event.idempotency_key is None:

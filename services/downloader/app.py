@@ -1,71 +1,57 @@
-"""Serves a finished job's digits as a zip, read from the projected view."""
+"""Serves a finished job's zip, from the num's compressed digits (built once, from the view)."""
 
-import functools
-import hashlib
+import asyncio
 from collections.abc import Iterator
-from typing import Annotated
 
-from fastapi import FastAPI, Header
-from fastapi.responses import Response, StreamingResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
-from services.downloader.zipstream import zip_single_file
+from services.shared.downloads import download_response, require_complete
 from services.shared.metrics import install_metrics
-from services.shared.view import ViewReader
+from services.shared.view import ViewReader, read_view
 from services.shared.web import ApiError, find_job, install_error_handlers
+from services.shared.zip_cache import CompressedDigits, ZipCache
 
 _PIECE = 1 << 20
 
 
-def _text_pieces(view: ViewReader, num: int) -> Iterator[bytes]:
+def text_pieces(view: ViewReader, num: int) -> Iterator[bytes]:
+    """The text of a num's zip, "3." and the decimals, read from the view piece by piece."""
     yield b"3."
     for digits in view.iter_digits(num):
         for start in range(0, len(digits), _PIECE):
             yield digits[start : start + _PIECE].encode("ascii")
 
 
-def _sha256(view: ViewReader, num: int) -> str:
-    digest = hashlib.sha256()
-    for piece in _text_pieces(view, num):
-        digest.update(piece)
-    return digest.hexdigest()
-
-
-def create_app(view: ViewReader) -> FastAPI:
+def create_app(view: ViewReader, cache: ZipCache) -> FastAPI:
     app = FastAPI(title="pi-jobs downloader", redirect_slashes=False)
-
-    @functools.lru_cache(maxsize=4096)
-    def sha256_of(num: int) -> str:
-        """The digits of pi never change, so neither does a prefix's hash: computed once."""
-        return _sha256(view, num)
-
     install_error_handlers(app)
     install_metrics(app, "downloader")
+    cache.remove_leftovers()
+    builds: dict[int, asyncio.Future[None]] = {}  # one build of a num at a time
 
-    @app.get("/download_pi_job/{job_id}", response_model=None)
-    def download(
-        job_id: str, if_none_match: Annotated[str | None, Header()] = None
-    ) -> StreamingResponse | Response:
-        job = find_job(job_id, view).as_seen_with(view.stored_digits())
-        if job.status != "complete":
-            raise ApiError(404, f"job {job_id} is not complete (status: {job.status})")
-        sha256 = sha256_of(job.num)
-        if if_none_match == f'"{sha256}"':
-            return Response(status_code=304, headers={"ETag": if_none_match})
-        return StreamingResponse(
-            zip_single_file(
-                f"digits_of_pi_{job_id}.txt",
-                job.finished_at or job.requested_at,
-                _text_pieces(view, job.num),
-            ),
-            media_type="application/zip",
-            headers={
-                "Content-Disposition": f'attachment; filename="digits_of_pi_{job_id}.zip"',
-                "ETag": f'"{sha256}"',
-                "X-Content-SHA256": sha256,
-                # The digits of pi never change: a finished job's zip is immutable.
-                "Cache-Control": "public, max-age=31536000, immutable",
-            },
-        )
+    async def compressed(num: int) -> CompressedDigits:
+        for _ in range(3):  # a file evicted again before it is opened is built again
+            digits = cache.open(num)
+            if digits is not None:
+                return digits
+            build = builds.get(num)
+            if build is None:
+                build = asyncio.ensure_future(asyncio.to_thread(_build, num))
+                builds[num] = build
+                build.add_done_callback(lambda _: builds.pop(num, None))
+            await asyncio.shield(build)
+        raise ApiError(503, "downloads are too many for the cache's size right now: try again")
+
+    def _build(num: int) -> None:
+        # Compressing runs beside the event loop (zlib lets go of the GIL while it works).
+        cache.build(num, text_pieces(view, num)).close()
+
+    @app.api_route("/download_pi_job/{job_id}", methods=["GET", "HEAD"], response_model=None)
+    async def download(job_id: str, request: Request) -> Response:
+        job = await read_view(view, find_job, job_id, view)
+        job = require_complete(job, await read_view(view, view.stored_digits))
+        return download_response(job, await compressed(job.num), request.method, request.headers)
 
     @app.get("/healthz")
     def healthz() -> dict[str, bool]:

@@ -2,13 +2,23 @@
 
 import asyncio
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import get_args
 
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.shared.view import JobStatus, ViewReader
@@ -36,8 +46,15 @@ JOB_SECONDS = Histogram(
     ["size"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
-JOBS_BY_STATE = Gauge("pi_jobs_jobs", "Jobs in the view, by state", ["state"])
-STORED_DIGITS = Gauge("pi_jobs_stored_digits", "Leading decimals of pi stored in the view")
+# Read from the view at each scrape: with several API processes, the latest reading counts.
+JOBS_BY_STATE = Gauge(
+    "pi_jobs_jobs", "Jobs in the view, by state", ["state"], multiprocess_mode="mostrecent"
+)
+STORED_DIGITS = Gauge(
+    "pi_jobs_stored_digits",
+    "Leading decimals of pi stored in the view",
+    multiprocess_mode="mostrecent",
+)
 CONSUMER_LAG = Gauge(
     "pi_jobs_consumer_lag", "Records not yet read by a consumer", ["group", "topic", "partition"]
 )
@@ -55,16 +72,18 @@ def install_metrics(
     app: FastAPI, service: str, before_scrape: Callable[[], None] = lambda: None
 ) -> None:
     """GET /metrics, and a count and timing of every request by route."""
+    metrics_route(app, before_scrape)
+    app.add_middleware(CountRequests, service=service)
 
+
+def metrics_route(app: FastAPI, before_scrape: Callable[[], None] = lambda: None) -> None:
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         before_scrape()
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    app.add_middleware(_CountRequests, service=service)
+        return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
 
 
-class _CountRequests:
+class CountRequests:
     """Counts and times requests by route template. A plain ASGI middleware, so an error in
     the middle of a streamed response still cuts the connection short (Starlette's
     BaseHTTPMiddleware would end it cleanly, and a truncated zip would look complete)."""
@@ -72,6 +91,9 @@ class _CountRequests:
     def __init__(self, app: ASGIApp, service: str) -> None:
         self._app = app
         self._service = service
+        # Labelled children, looked up once: prometheus_client's labels() is not cheap.
+        self._timers: dict[str, Histogram] = {}
+        self._counters: dict[tuple[str, str, int], Counter] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,16 +106,44 @@ class _CountRequests:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                route = getattr(scope.get("route"), "path", "unmatched")  # never the raw id
-                HTTP_SECONDS.labels(self._service, route).observe(time.perf_counter() - started)
+                self._timer(_route(scope)).observe(time.perf_counter() - started)
             await send(message)
 
         try:
             await self._app(scope, receive, send_and_note)
         finally:
             method = scope["method"] if scope["method"] in _KNOWN_METHODS else "other"
-            route = getattr(scope.get("route"), "path", "unmatched")
-            HTTP_REQUESTS.labels(self._service, method, route, status).inc()
+            self._counter(method, _route(scope), status).inc()
+
+    def _timer(self, route: str) -> Histogram:
+        timer = self._timers.get(route)
+        if timer is None:
+            timer = self._timers[route] = HTTP_SECONDS.labels(self._service, route)
+        return timer
+
+    def _counter(self, method: str, route: str, status: int) -> Counter:
+        key = (method, route, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = HTTP_REQUESTS.labels(
+                self._service, method, route, status
+            )
+        return counter
+
+
+def _route(scope: Scope) -> str:
+    """The route template, never the raw path (which holds ids without end)."""
+    return getattr(scope.get("route"), "path", "unmatched")
+
+
+def _registry() -> CollectorRegistry:
+    """This process's metrics; or, when several processes serve one address (the API), the sum
+    of what each wrote to PROMETHEUS_MULTIPROC_DIR."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
 
 
 def view_gauges(view: ViewReader) -> Callable[[], None]:

@@ -11,6 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from services.shared.http_server import SERVER_OPTIONS
 from services.shared.metrics import install_metrics
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,7 @@ async def serve_ops(service: str, host: str, port: int, problems: Callable[[], l
         log.warning("ops endpoints not served", extra={"port": port, "error": str(error)})
         await asyncio.Event().wait()
         return
-    config = uvicorn.Config(
-        ops_app(service, problems), log_config=None, access_log=False, lifespan="off"
-    )
+    config = uvicorn.Config(ops_app(service, problems), lifespan="off", **SERVER_OPTIONS)
     server = _EmbeddedServer(config)
     log.info("ops endpoints served", extra={"port": listener.getsockname()[1]})
     serving = asyncio.create_task(server.serve(sockets=[listener]))

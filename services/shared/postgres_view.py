@@ -74,6 +74,7 @@ def _schema_version(db: _Connection) -> int | None:
 
 class PostgresView:
     _RECHECK_SECONDS = 0.5
+    reads_wait_on_network = True
 
     def __init__(self, url: str, writer: bool = False, generation: str | None = None) -> None:
         """Readers open an existing view (creating an absent one); the writer also renews it.

@@ -1,5 +1,6 @@
 """Settings from the environment, one class per concern; each service takes what it needs."""
 
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -49,6 +50,15 @@ class ViewSettings(BaseSettings):
         return url.get_secret_value() if url else str(self.pi_jobs_view_db)
 
 
+class ZipCacheSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    # Each num's compressed digits, built once by the downloader; an API process on the same
+    # host serves downloads from here too (elsewhere it finds nothing and asks the downloader).
+    pi_jobs_zip_cache_dir: Path = REPO_ROOT / "var" / "zips"
+    pi_jobs_zip_cache_bytes: int = Field(default=4 * 2**30, ge=0)
+
+
 class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
@@ -61,6 +71,14 @@ class ApiSettings(BaseSettings):
     pi_jobs_submission_burst: int = Field(default=200, ge=1)
     # How long a POST waits for the view to show the new job (read-your-writes).
     pi_jobs_projection_wait_seconds: float = 5.0
+    # Processes serving the public address; 0: one per core but one, which the rest of the
+    # system needs (on 2 cores, a second API process won nothing and tripled the p99 latency).
+    pi_jobs_api_processes: int = Field(default=0, ge=0)
+    # On SIGTERM, how long open requests get to finish before their connections are closed.
+    pi_jobs_graceful_shutdown_seconds: int = Field(default=10, ge=1)
+
+    def api_processes(self) -> int:
+        return self.pi_jobs_api_processes or max(1, (os.cpu_count() or 1) - 1)
 
 
 class CalculatorSettings(BaseSettings):

@@ -1,8 +1,9 @@
 """The status view: what the projector builds from the log and the API and downloader read."""
 
-from collections.abc import Iterable, Iterator, Mapping
+import asyncio
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, ParamSpec, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -13,6 +14,9 @@ TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({"complete", "failed", "canc
 
 # (topic, partition) -> the next offset to read there.
 Positions = Mapping[tuple[str, int], int]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 class JobView(BaseModel):
@@ -49,7 +53,13 @@ class JobView(BaseModel):
 
 
 class ViewReader(Protocol):
+    # True when a read is a network round trip (PostgreSQL): code on an event loop then reads in
+    # a thread. A SQLite read is answered from this host's page cache in microseconds, inline.
+    reads_wait_on_network: bool
+
     def get_job(self, job_id: str) -> JobView | None: ...
+
+    def load_jobs(self, job_ids: Iterable[str]) -> dict[str, JobView]: ...
 
     def list_jobs(
         self, status: str | None, limit: int, before: tuple[int, str] | None
@@ -67,21 +77,31 @@ class ViewReader(Protocol):
 
     def position(self, topic: str, partition: int) -> int: ...
 
+    def positions(self) -> dict[tuple[str, int], int]:
+        """Where the view has read each partition up to: it moves with every change."""
+        ...
+
 
 class ViewStore(ViewReader, Protocol):
-    def positions(self) -> dict[tuple[str, int], int]: ...
-
     def generation(self) -> str:
         """Changes when the store is switched to a rebuilt one (`make replay`)."""
         ...
-
-    def load_jobs(self, job_ids: Iterable[str]) -> dict[str, JobView]: ...
 
     def commit(
         self, jobs: Iterable[JobView], chunks: Iterable[DigitsStored], positions: Positions
     ) -> None:
         """Write the changed jobs, digit chunks and the new read positions in one transaction."""
         ...
+
+
+async def read_view(
+    view: ViewReader, read: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
+) -> _T:
+    """A read of `view` from code on an event loop: inline when the store is on this host (a
+    thread hop would cost more than the read), in a thread when it is across the network."""
+    if view.reads_wait_on_network:
+        return await asyncio.to_thread(read, *args, **kwargs)
+    return read(*args, **kwargs)
 
 
 def listing_query(

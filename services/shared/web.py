@@ -12,6 +12,8 @@ from services.shared.view import JobView, ViewReader
 
 log = logging.getLogger(__name__)
 
+UNEXPECTED_ERROR = "internal error: the team has been told"
+
 
 class ApiError(Exception):
     def __init__(
@@ -49,7 +51,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
         log.error("unexpected error", extra={"path": request.url.path}, exc_info=error)
-        return error_response(500, "internal error: the team has been told")
+        return error_response(500, UNEXPECTED_ERROR)
 
     app.add_exception_handler(Exception, on_unexpected_error)
     app.add_exception_handler(ApiError, on_api_error)
@@ -57,9 +59,25 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
 
 
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names `etag` (or is `*`); weak or strong, as for GET."""
+    if if_none_match is None:
+        return False
+    wanted = etag.removeprefix("W/")
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == wanted:
+            return True
+    return False
+
+
 def find_job(job_id: str, view: ViewReader) -> JobView:
     """The job, or a 404 that says so; anything that is not a job id is simply not found."""
     job = view.get_job(job_id) if is_job_id(job_id) else None
     if job is None:
-        raise ApiError(404, f"no job with id {job_id[:80]!r}")
+        raise job_not_found(job_id)
     return job
+
+
+def job_not_found(job_id: str) -> ApiError:
+    return ApiError(404, f"no job with id {job_id[:80]!r}")

@@ -21,7 +21,6 @@ import pytest
 import schemathesis
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from deploy.kafka.local_broker import free_port
 from deploy.local_stack import LocalStack
 from tests.e2e.conftest import stop_stack
 
@@ -66,11 +65,9 @@ def declare_what_the_routes_read(document: dict[str, Any]) -> dict[str, Any]:
 def fuzz_stack(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalStack]:
-    stack = LocalStack(
-        bootstrap_servers=kafka_bootstrap,
-        data_dir=tmp_path_factory.mktemp("fuzz-stack"),
-        api_port=free_port(),
-        downloader_port=free_port(),
+    stack = LocalStack.on_free_ports(
+        kafka_bootstrap,
+        tmp_path_factory.mktemp("fuzz-stack"),
         topic_prefix=f"fuzz-{uuid.uuid4().hex[:12]}",
         log_to_files=True,
         extra_env={"PI_JOBS_MAX_NUM": str(FUZZ_MAX_NUM)},
@@ -136,6 +133,8 @@ def test_no_input_makes_the_api_fail(case: schemathesis.Case[Any]) -> None:
     assert response.status_code < 500, shown
     if response.status_code >= 400:
         assert response.headers.get("content-type", [""])[0].startswith("application/json"), shown
+        if case.method.upper() == "HEAD":
+            return  # the headers of the GET, never a body
         body = response.json()
         assert isinstance(body, dict) and set(body) == {"success", "error"}, shown
         assert body["success"] is False, shown

@@ -6,10 +6,9 @@ import json
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from deploy.local_stack import LocalStack
+from services.shared.kafka import log_end_offsets
 from services.shared.settings import KafkaSettings
 from tests.e2e.helpers import download_text, submit, wait_complete
 from tests.support import reference_pi_text
@@ -113,19 +112,6 @@ def _event_count(stack: LocalStack) -> int:
     settings = KafkaSettings(
         kafka_bootstrap_servers=stack.bootstrap_servers, pi_jobs_topic_prefix=stack.topic_prefix
     )
-    return asyncio.run(_end_offsets_total(settings))
-
-
-async def _end_offsets_total(settings: KafkaSettings) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    await consumer.start()
-    try:
-        (topic,) = await admin.describe_topics([settings.events_topic])
-        tps = [TopicPartition(settings.events_topic, p["partition"]) for p in topic["partitions"]]
-        assert tps, "the events topic exists once the stack is ready"
-        return sum((await consumer.end_offsets(tps)).values())
-    finally:
-        await consumer.stop()
-        await admin.close()
+    ends = asyncio.run(log_end_offsets(settings, [settings.events_topic]))
+    assert ends, "the events topic exists once the stack is ready"
+    return sum(ends.values())

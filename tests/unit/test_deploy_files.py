@@ -250,8 +250,11 @@ def routes(service: str) -> set[str]:
 
 
 def uses(service: str, settings_class: str) -> bool:
-    """Whether the service's entry point reads that settings class."""
-    return settings_class in (REPO / "services" / service / "__main__.py").read_text()
+    """Whether the service's code reads that settings class."""
+    return any(
+        settings_class in module.read_text()
+        for module in (REPO / "services" / service).glob("*.py")
+    )
 
 
 def host_port(address: str) -> tuple[str, int]:
