@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 JARS := deploy/kafka/libs/.complete
 
 .PHONY: install test-tools postgresql browser run test test-unit test-integration test-e2e lint format bench bench-load bench-huge lock replay \
-        kafka kafka-cluster api calculator projector downloader clean
+        kafka kafka-cluster api calculator projector downloader clean status restart stop soak
 
 install: $(INSTALLED) $(JARS)
 
@@ -39,6 +39,16 @@ browser:
 run: install
 	$(BIN)/python -m deploy.run
 
+# The state of each part of a running `make run`; start one again; stop it all.
+status:
+	@$(BIN)/python -m deploy.control status
+
+restart:
+	@$(BIN)/python -m deploy.control restart $(PART)
+
+stop:
+	@$(BIN)/python -m deploy.control stop
+
 test: install test-tools lint
 	$(BIN)/python -m pytest
 
@@ -59,6 +69,11 @@ lint: install
 format: install
 	$(BIN)/ruff format services deploy tests bench client
 	$(BIN)/ruff check --fix services deploy tests bench client
+
+# Random-kill soak: make run under clients while a random part is killed with -9 every 2 to
+# 10 s; then checks that nothing acknowledged was lost (SOAK_SECONDS, default 300).
+soak: install
+	$(BIN)/python -m tests.soak
 
 # Timings, not tests. BENCH_ARGS=--huge adds 100,000,000 decimals to the engine table.
 bench: install
