@@ -6,24 +6,17 @@ re-delivers unfinished jobs instead of losing them.
 """
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from aiokafka import (
-    AIOKafkaConsumer,
-    AIOKafkaProducer,
-    ConsumerRebalanceListener,
-    ConsumerRecord,
-    TopicPartition,
-)
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from services.calculator.committer import Committer
 from services.calculator.compute import compute_decimals
 from services.calculator.handler import CalculatorDeps
-from services.calculator.offsets import OffsetTracker
 from services.calculator.progress import CostModel
 from services.calculator.runner import JobRunner
 from services.calculator.stored_digits import StoredDigits
@@ -32,9 +25,11 @@ from services.shared.events import (
     JobCancelled,
     JobEvent,
     JobRequested,
+    NewerEvent,
     UnreadableEvent,
     decode_job_event,
 )
+from services.shared.held_partitions import HeldPartitions
 from services.shared.kafka import (
     connect_with_retry,
     durable_producer,
@@ -71,64 +66,17 @@ def _deps(kafka: KafkaSettings, producer: AIOKafkaProducer, stored: StoredDigits
     )
 
 
-class _Committer(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Commits each partition's finished prefix; hands unfinished work over on a rebalance."""
+@dataclass(frozen=True)
+class _Consuming:
+    """What the consume loop works with."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, runner: JobRunner) -> None:
-        self.offsets = OffsetTracker()
-        self._consumer = consumer
-        self._runner = runner
-        self._committed: dict[TopicPartition, int] = {}
-        self._changed = asyncio.Event()
-        self._closed = False
-
-    def close(self) -> None:
-        """From now on nothing is committed: jobs cut short by a shutdown are re-delivered."""
-        self._closed = True
-
-    def finished(self, tp: TopicPartition, offset: int) -> None:
-        if not self._closed:
-            self.offsets.end(tp, offset)
-            self._changed.set()
-
-    async def commit(self, only: set[TopicPartition] | None = None) -> None:
-        if self._closed:
-            return
-        due = {
-            tp: offset
-            for tp, offset in self.offsets.committable().items()
-            if isinstance(tp, TopicPartition)
-            and (only is None or tp in only)
-            and self._committed.get(tp) != offset
-        }
-        if due:
-            await self._consumer.commit(due)
-            self._committed.update(due)
-
-    async def run(self, interval_seconds: float = 0.5) -> None:
-        """Commit what is finished, at most every `interval_seconds`: a burst of jobs costs a
-        commit or two, and a crash re-delivers at most that much finished work (harmless)."""
-        while True:
-            await self._changed.wait()
-            self._changed.clear()
-            try:
-                await self.commit()
-            except KafkaError as error:
-                # Not committed means re-delivered later: safe, only some work is repeated.
-                log.warning("commit failed", extra={"error": repr(error)})
-                self._changed.set()
-            await asyncio.sleep(interval_seconds)
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        with contextlib.suppress(KafkaError):
-            await self.commit(only=revoked)
-        for tp in revoked:
-            self.offsets.forget(tp)
-            self._runner.cancel_partition(tp)
-            self._committed.pop(tp, None)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
+    kafka: KafkaSettings
+    consumer: AIOKafkaConsumer
+    producer: AIOKafkaProducer
+    runner: JobRunner
+    committer: Committer
+    held: HeldPartitions
+    stored: StoredDigits
 
 
 async def run(kafka: KafkaSettings, settings: CalculatorSettings) -> None:
@@ -140,71 +88,77 @@ async def run(kafka: KafkaSettings, settings: CalculatorSettings) -> None:
     stored = StoredDigits(kafka)
     deps = _deps(kafka, producer, stored)
     runner = JobRunner(deps, settings.pi_jobs_large_job_digits, settings.pi_jobs_max_jobs_in_flight)
-    committer = _Committer(consumer, runner)
+    held = HeldPartitions(consumer, "calculator")
+
+    def revoked(tp: TopicPartition) -> None:
+        runner.cancel_partition(tp)
+        held.forget({tp})
+
+    committer = Committer(consumer, on_revoked=revoked)
     consumer.subscribe([kafka.events_topic], listener=committer)
-    committing = asyncio.create_task(committer.run())
-    group = kafka.group_id("calculator")
-    background = [
-        committing,
-        asyncio.create_task(track_consumer_lag(consumer, group)),
-        asyncio.create_task(
-            serve_ops(
-                "calculator",
-                settings.pi_jobs_calculator_ops_host,
-                settings.pi_jobs_calculator_ops_port,
-                lambda: [] if consumer.assignment() else ["no partitions assigned yet"],
-            )
-        ),
-    ]
+    work = _Consuming(kafka, consumer, producer, runner, committer, held, stored)
+
+    def problems() -> list[str]:
+        return held.problems() + ([] if consumer.assignment() else ["no partitions assigned yet"])
+
     log.info("calculator started", extra={"worker": deps.worker})
     try:
-        while True:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=500)
-            for tp, records in batches.items():
-                await _dispatch(records, tp, kafka, producer, runner, committer, stored.known)
+        # One failing task ends them all, and the process (non-zero): its supervisor starts it
+        # afresh rather than it running on half-broken.
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(_consume(work))
+            tasks.create_task(committer.run())
+            tasks.create_task(track_consumer_lag(consumer, kafka.group_id("calculator")))
+            ops = settings.pi_jobs_calculator_ops_host, settings.pi_jobs_calculator_ops_port
+            tasks.create_task(serve_ops("calculator", *ops, problems))
     finally:
         committer.close()
-        for task in background:
-            task.cancel()
         await runner.stop()
         await consumer.stop()
         await producer.stop()
 
 
+async def _consume(work: _Consuming) -> None:
+    while True:
+        batches = await work.consumer.getmany(timeout_ms=1000, max_records=500)
+        for tp, records in batches.items():
+            await _dispatch(records, tp, work)
+
+
 async def _dispatch(
-    records: list[ConsumerRecord[bytes, bytes]],
-    tp: TopicPartition,
-    kafka: KafkaSettings,
-    producer: AIOKafkaProducer,
-    runner: JobRunner,
-    committer: _Committer,
-    known_stored: int,
+    records: list[ConsumerRecord[bytes, bytes]], tp: TopicPartition, work: _Consuming
 ) -> None:
     """Start the partition's new jobs; those the stored digits answer are completed together."""
+    known_stored = work.stored.known
     served: list[JobRequested] = []
     served_offsets: list[int] = []
     for record in records:
-        committer.offsets.begin(tp, record.offset)
         try:
             event = decode_job_event(record.value)
+        except NewerEvent as newer:
+            work.held.hold(tp, record.offset, newer)  # nothing from here on, not even committed
+            break
         except UnreadableEvent as error:
-            await send_to_dead_letters(producer, kafka, record, str(error), "calculator")
+            await send_to_dead_letters(work.producer, work.kafka, record, str(error), "calculator")
             event = None
+        work.committer.offsets.begin(tp, record.offset)
         if isinstance(event, JobRequested) and event.num <= known_stored:
             served.append(event)
             served_offsets.append(record.offset)
             continue
         if isinstance(event, JobRequested):
-            await runner.start(event, tp, _finisher(committer, tp, [record.offset]))
+            await work.runner.start(event, tp, _finisher(work.committer, tp, [record.offset]))
             continue
-        if isinstance(event, JobCancelled) and runner.cancel_job(event.job_id):
+        if isinstance(event, JobCancelled) and work.runner.cancel_job(event.job_id):
             log.info("job cancelled", extra={"job_id": event.job_id})
-        committer.finished(tp, record.offset)
+        work.committer.finished(tp, record.offset)
     if served:
-        await runner.serve_from_stored(served, tp, _finisher(committer, tp, served_offsets))
+        await work.runner.serve_from_stored(
+            served, tp, _finisher(work.committer, tp, served_offsets)
+        )
 
 
-def _finisher(committer: _Committer, tp: TopicPartition, offsets: list[int]) -> Callable[[], None]:
+def _finisher(committer: Committer, tp: TopicPartition, offsets: list[int]) -> Callable[[], None]:
     def finished() -> None:
         for offset in offsets:
             committer.finished(tp, offset)

@@ -7,6 +7,7 @@ from services.projector.projection import apply_event
 from services.shared.events import (
     DigitsStored,
     JobEvent,
+    NewerEvent,
     UnreadableEvent,
     decode_digits,
     decode_job_event,
@@ -30,22 +31,32 @@ class LogRecord:
 class DecodedBatch:
     job_events: list[JobEvent] = field(default_factory=list)
     chunks: list[DigitsStored] = field(default_factory=list)
-    # (topic, partition) -> the next offset to read: past every record, readable or not.
+    # (topic, partition) -> the next offset to read: past every record, readable or not, up to
+    # a record too new to read.
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
     unreadable: list[tuple[LogRecord, str]] = field(default_factory=list)
+    # (topic, partition) -> (offset, why) of a record this code is too old to read: the view
+    # stops there on that partition, until an upgraded projector reads it.
+    held: dict[tuple[str, int], tuple[int, NewerEvent]] = field(default_factory=dict)
 
 
 def decode_batch(records: list[LogRecord], digits_topic: str) -> DecodedBatch:
     batch = DecodedBatch()
     for record in records:
-        batch.positions[(record.topic, record.partition)] = record.offset + 1
+        where = (record.topic, record.partition)
+        if where in batch.held:
+            continue
         try:
             if record.topic == digits_topic:
                 batch.chunks.append(decode_digits(record.value))
             else:
                 batch.job_events.append(decode_job_event(record.value))
+        except NewerEvent as newer:
+            batch.held[where] = (record.offset, newer)
+            continue
         except UnreadableEvent as error:
             batch.unreadable.append((record, str(error)))
+        batch.positions[where] = record.offset + 1
     return batch
 
 

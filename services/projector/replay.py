@@ -65,7 +65,14 @@ async def rebuild(kafka: KafkaSettings, view: ViewStore) -> tuple[int, float]:
                 for r in batch
             ]
             if records:
-                project_batch(view, decode_batch(records, kafka.digits_topic))
+                decoded = decode_batch(records, kafka.digits_topic)
+                if decoded.held:
+                    newer = next(iter(decoded.held.values()))[1]
+                    raise SystemExit(
+                        f"the log holds an event newer than this code ({newer}): "
+                        "upgrade pi-jobs before replaying"
+                    )
+                project_batch(view, decoded)
                 events += len(records)
     finally:
         await consumer.stop()

@@ -8,7 +8,7 @@ topic, keyed by chunk index.
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -22,11 +22,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
 class _Event(BaseModel):
+    # Events we write have exactly their fields; fields that newer code added are dropped when
+    # read (decode_job_event), so an event of a known version with more fields still reads.
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     version: Literal[1] = 1
     occurred_at: datetime = Field(default_factory=utc_now)
+    # version -> how to turn an event as that version was written into the next version, so
+    # the log never needs rewriting.
+    upcasters: ClassVar[dict[int, Upcaster]] = {}
 
 
 class JobRequested(_Event):
@@ -37,6 +45,7 @@ class JobRequested(_Event):
     job_id: str
     num: int = Field(ge=1)
     idempotency_key: str | None = None
+    upcasters: ClassVar[dict[int, Upcaster]] = {1: lambda v1: {**v1, "idempotency_key": None}}
 
 
 class JobStarted(_Event):
@@ -71,6 +80,7 @@ class JobCompleted(_Event):
     digits_source: Literal["computed", "stored"]
     compute_seconds: float = Field(ge=0)
     worker: str | None = None
+    upcasters: ClassVar[dict[int, Upcaster]] = {1: lambda v1: {**v1, "worker": None}}
 
 
 class JobFailed(_Event):
@@ -102,32 +112,23 @@ JobEvent = Annotated[
 Event = JobEvent | DigitsStored
 
 _job_event_adapter: TypeAdapter[JobEvent] = TypeAdapter(JobEvent)
+_JOB_EVENT_TYPES: dict[str, type[_Event]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (JobRequested, JobStarted, JobProgressed, JobCompleted, JobFailed, JobCancelled)
+}
 
 
 class UnreadableEvent(ValueError):
     """A record on a topic that is not a valid event of a known type and version."""
 
 
-def _job_requested_v1_to_v2(v1: dict[str, Any]) -> dict[str, Any]:
-    return {**v1, "version": 2, "idempotency_key": None}
+class NewerEvent(ValueError):
+    """An event of a known type written by newer code (a version this code does not know yet):
+    not bad, only too new. A consumer holds its partition there until it is upgraded."""
 
-
-def _job_completed_v1_to_v2(v1: dict[str, Any]) -> dict[str, Any]:
-    return {**v1, "version": 2, "worker": None}
-
-
-# Each turns an event as an older version of the code wrote it into the next version, so the
-# log never needs rewriting: (type, version) -> upcaster.
-_UPCASTERS: dict[tuple[Any, Any], Callable[[dict[str, Any]], dict[str, Any]]] = {
-    ("JobRequested", 1): _job_requested_v1_to_v2,
-    ("JobCompleted", 1): _job_completed_v1_to_v2,
-}
-
-
-def _upcast(document: dict[str, Any]) -> dict[str, Any]:
-    while (key := (document.get("type"), document.get("version"))) in _UPCASTERS:
-        document = _UPCASTERS[key](document)
-    return document
+    def __init__(self, type_name: str, version: int, known: int) -> None:
+        super().__init__(f"{type_name} v{version} (this code reads up to v{known})")
+        self.type_name, self.version, self.known = type_name, version, known
 
 
 def encode(event: Event) -> bytes:
@@ -135,31 +136,62 @@ def encode(event: Event) -> bytes:
 
 
 def decode_job_event(raw: bytes | None) -> JobEvent:
-    if raw is None:
-        raise UnreadableEvent("record has no value")
     try:
-        return _job_event_adapter.validate_json(raw)  # the fast path: an event of today
+        return _job_event_adapter.validate_json(raw or b"")  # the fast path: an event of today
     except ValidationError as error:
         first_error = error
+    document = _document(raw)
+    cls = _JOB_EVENT_TYPES.get(str(document.get("type")))
+    if cls is None:
+        raise UnreadableEvent(_describe(first_error))
+    return _job_event_adapter.validate_python(_as_current(cls, document, first_error))
+
+
+def decode_digits(raw: bytes | None) -> DigitsStored:
+    try:
+        return DigitsStored.model_validate_json(raw or b"")
+    except ValidationError as error:
+        first_error = error
+    document = _as_current(DigitsStored, _document(raw), first_error)
+    return DigitsStored.model_validate(document)
+
+
+def _document(raw: bytes | None) -> dict[str, Any]:
+    if raw is None:
+        raise UnreadableEvent("record has no value")
     try:
         document = json.loads(raw)
     except ValueError as error:
         raise UnreadableEvent(f"not JSON: {error}") from error
     if not isinstance(document, dict):
         raise UnreadableEvent("not a JSON object")
-    try:
-        return _job_event_adapter.validate_python(_upcast(document))
-    except ValidationError:
-        raise UnreadableEvent(_describe(first_error)) from first_error
+    return document
 
 
-def decode_digits(raw: bytes | None) -> DigitsStored:
-    if raw is None:
-        raise UnreadableEvent("record has no value")
+def _as_current(
+    cls: type[_Event], document: dict[str, Any], first_error: ValidationError
+) -> dict[str, Any]:
+    """`document` as the current version of `cls`: upcast from an older version, fields added
+    by newer code dropped. NewerEvent for a version newer than this code's; UnreadableEvent when
+    it still is not a valid event."""
+    current = cls.model_fields["version"].default
+    version = document.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UnreadableEvent(_describe(first_error))
+    if version > current:
+        raise NewerEvent(document["type"], version, current)
+    while version < current:
+        upcast = cls.upcasters.get(version)
+        if upcast is None:
+            raise UnreadableEvent(f"{document['type']} v{version} can no longer be read")
+        version += 1
+        document = {**upcast(document), "version": version}
+    known = {k: v for k, v in document.items() if k in cls.model_fields}
     try:
-        return DigitsStored.model_validate_json(raw)
+        cls.model_validate(known)
     except ValidationError as error:
         raise UnreadableEvent(_describe(error)) from error
+    return known
 
 
 def _describe(error: ValidationError) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import get_args
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import IllegalStateError
 from fastapi import FastAPI, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -163,7 +164,10 @@ async def track_consumer_lag(consumer: AIOKafkaConsumer, group: str) -> None:
     while True:
         for tp in consumer.assignment():
             end = consumer.highwater(tp)
+            try:
+                position = await consumer.position(tp)
+            except IllegalStateError:
+                continue  # no longer assigned: a rebalance happened meanwhile
             if end is not None:
-                lag = max(end - await consumer.position(tp), 0)
-                CONSUMER_LAG.labels(group, tp.topic, tp.partition).set(lag)
+                CONSUMER_LAG.labels(group, tp.topic, tp.partition).set(max(end - position, 0))
         await asyncio.sleep(2)

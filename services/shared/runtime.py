@@ -34,6 +34,23 @@ async def _run(main: Coroutine[Any, Any, None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
+    try:
         await task
-    log.info("stopped")
+    except asyncio.CancelledError:
+        log.info("stopped")
+    except Exception as error:  # one of its tasks failed: started afresh beats half-broken
+        log.critical("stopped by an unexpected error", exc_info=error)
+        raise SystemExit(1) from None
+
+
+def stop_if_it_fails(task: asyncio.Task[Any]) -> None:
+    """For a long-running task beside a server (the API's): if it fails, the process logs it and
+    stops gracefully (SIGTERM to itself), and its supervisor starts a new one, rather than
+    serving on half-broken."""
+
+    def check(done: asyncio.Task[Any]) -> None:
+        if not done.cancelled() and (error := done.exception()) is not None:
+            log.critical("a background task failed: stopping", exc_info=error)
+            signal.raise_signal(signal.SIGTERM)
+
+    task.add_done_callback(check)

@@ -15,7 +15,7 @@ from tests.support import wait_until_async
 
 POISON = [
     b"{not json",
-    b'{"type": "JobRequested", "version": 99, "job_id": "p1", "num": 5}',
+    b'{"type": "JobRequested", "version": 2, "job_id": "p1", "num": -5}',
     b'{"type": "JobExploded", "version": 1, "job_id": "p2"}',
 ]
 

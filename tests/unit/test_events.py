@@ -1,6 +1,7 @@
 """Event contracts: round trips, versions, and events written by older code still read."""
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -9,6 +10,7 @@ from services.shared.events import (
     DigitsStored,
     JobCompleted,
     JobRequested,
+    NewerEvent,
     UnreadableEvent,
     decode_digits,
     decode_job_event,
@@ -41,10 +43,11 @@ def test_a_v1_job_requested_written_before_v2_is_upcast() -> None:
         b"",
         b"not json",
         b"[1, 2]",
-        b'{"type": "JobRequested", "version": 99, "job_id": "a", "num": 1}',
+        b'{"type": "JobRequested", "version": 0, "job_id": "a", "num": 1}',
+        b'{"type": "JobRequested", "version": "2", "job_id": "a", "num": 1}',
         b'{"type": "JobExploded", "version": 1, "job_id": "a"}',
         b'{"type": "JobRequested", "version": 2, "job_id": "a", "num": 0}',
-        b'{"type": "JobRequested", "version": 2, "job_id": "a", "num": 1, "extra": 1}',
+        b'{"type": "JobRequested", "version": 1, "job_id": "a"}',
     ],
 )
 def test_anything_else_is_unreadable_with_a_reason(raw: bytes | None) -> None:
@@ -77,3 +80,30 @@ def test_a_v1_job_completed_is_upcast_with_no_worker() -> None:
     event = decode_job_event(v1)
     assert isinstance(event, JobCompleted)
     assert (event.version, event.worker, event.digits_source) == (2, None, "stored")
+
+
+def test_fields_added_by_newer_code_are_ignored() -> None:
+    raw = b'{"type": "JobRequested", "version": 2, "job_id": "a", "num": 1, "priority": "high"}'
+    event = decode_job_event(raw)
+    assert isinstance(event, JobRequested) and (event.job_id, event.num) == ("a", 1)
+
+
+@pytest.mark.parametrize(
+    ("raw", "decode"),
+    [
+        (
+            b'{"type": "JobRequested", "version": 3, "job_id": "a", "num": 1, "lane": "x"}',
+            decode_job_event,
+        ),
+        (b'{"type": "JobCancelled", "version": 7, "job_id": "a"}', decode_job_event),
+        (b'{"type": "DigitsStored", "version": 2, "chunk_index": 0, "digits": "1"}', decode_digits),
+    ],
+)
+def test_a_version_newer_than_the_code_is_too_new_not_unreadable(
+    raw: bytes, decode: Callable[[bytes], object]
+) -> None:
+    with pytest.raises(NewerEvent) as newer:
+        decode(raw)
+    document = json.loads(raw)
+    assert (newer.value.type_name, newer.value.version) == (document["type"], document["version"])
+    assert f"v{document['version']}" in str(newer.value)

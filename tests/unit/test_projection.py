@@ -1,7 +1,8 @@
 from datetime import UTC, datetime, timedelta
 
+from services.projector.handler import LogRecord, decode_batch
 from services.projector.projection import fold
-from services.shared.events import JobCompleted, JobFailed, JobRequested, JobStarted
+from services.shared.events import JobCompleted, JobFailed, JobRequested, JobStarted, encode
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -76,3 +77,24 @@ def test_a_job_served_from_stored_digits_completes_in_one_event() -> None:
     # After a JobStarted (a computation), the start it recorded stays.
     job = fold([requested, started, completed])
     assert job is not None and (job.started_at, job.worker) == (at(1), "w1")
+
+
+def test_a_batch_stops_a_partition_at_an_event_too_new_to_read() -> None:
+    def record(partition: int, offset: int, value: bytes) -> LogRecord:
+        return LogRecord("events", partition, offset, None, value)
+
+    newer = b'{"type": "JobRequested", "version": 3, "job_id": "j9", "num": 1}'
+    batch = decode_batch(
+        [
+            record(0, 10, encode(requested)),
+            record(0, 11, newer),
+            record(0, 12, encode(started)),  # after the held event: not read now
+            record(1, 4, encode(completed)),
+            record(1, 5, b"not an event"),
+        ],
+        digits_topic="digits",
+    )
+    assert batch.job_events == [requested, completed]
+    assert batch.positions == {("events", 0): 11, ("events", 1): 6}
+    assert list(batch.held) == [("events", 0)] and batch.held[("events", 0)][0] == 11
+    assert [r.offset for r, _ in batch.unreadable] == [5]  # bad, not new: dead-lettered
