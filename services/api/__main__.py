@@ -30,6 +30,9 @@ def main() -> None:
         port=api.pi_jobs_port,
         workers=api.api_processes(),
         timeout_graceful_shutdown=api.pi_jobs_graceful_shutdown_seconds,
+        # A new process serves once connected to Kafka (a few seconds under load) before the
+        # one it replaces is retired; a process silent this long is taken for hung.
+        timeout_worker_healthcheck=30,
         **SERVER_OPTIONS,
     )
     try:

@@ -38,7 +38,7 @@ from services.api.watcher import ViewWatcher
 from services.shared.downloads import download_response, require_complete
 from services.shared.logs import configure_logging
 from services.shared.metrics import CountRequests, metrics_route, view_gauges
-from services.shared.runtime import die_with_parent
+from services.shared.runtime import die_with_parent, stop_if_it_fails
 from services.shared.settings import ApiSettings, KafkaSettings, ViewSettings, ZipCacheSettings
 from services.shared.view import JobStatus, ViewReader, read_view
 from services.shared.view_stores import open_view
@@ -92,6 +92,8 @@ def create_app(
             asyncio.create_task(log_ends.connect()),
             asyncio.create_task(watcher.run()),
         ]
+        for task in background:
+            stop_if_it_fails(task)
         # Each process (there are several) serves once connected to Kafka, or after a few
         # seconds anyway, answering 503 to submissions while Kafka is unreachable.
         await asyncio.wait(background[:2], timeout=_CONNECT_BEFORE_SERVING_SECONDS)

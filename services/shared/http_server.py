@@ -50,9 +50,35 @@ class _CoalescedWrites:
         return getattr(self._transport, name)
 
 
+# Draining, a connection waiting for its next request gets this long to send it.
+DRAIN_IDLE_SECONDS = 1.0
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
+    _draining = False
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_CoalescedWrites(transport))  # type: ignore[arg-type]
+
+    def shutdown(self) -> None:
+        """Draining (SIGTERM, a rolling restart): uvicorn would close an idle keep-alive
+        connection at once, under a client that may be sending its next request on it right
+        then, which fails. It gets a moment instead, and that request an answer saying
+        `Connection: close`; a connection in the middle of a request ends after its answer."""
+        if self.cycle is None or self.cycle.response_complete:
+            self._draining = True
+            self.loop.call_later(DRAIN_IDLE_SECONDS, self._close_if_idle)
+        else:
+            self.cycle.keep_alive = False
+
+    def _close_if_idle(self) -> None:
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self._draining:
+            self.cycle.keep_alive = False
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
