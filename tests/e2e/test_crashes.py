@@ -25,11 +25,8 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from deploy.local_stack import SERVICES, LocalStack
-from services.projector.projection import fold
 from services.shared.events import (
     JobCancelled,
     JobCompleted,
@@ -38,14 +35,18 @@ from services.shared.events import (
     JobProgressed,
     JobRequested,
     JobStarted,
-    decode_job_event,
 )
 from services.shared.kafka import durable_producer, publish
 from services.shared.settings import KafkaSettings
 from services.shared.sqlite_view import SqliteView
-from services.shared.view import JobView
 from tests.e2e.helpers import download_text, submit, wait_complete
 from tests.e2e.test_jobs_side_by_side import engine_processes, status, wait_status, worker_of
+from tests.log_and_view import (
+    LoggedEvent,
+    how_view_differs_from_the_log,
+    listed_job_ids,
+    read_log,
+)
 from tests.support import reference_pi_text, wait_until
 from tests.unit.test_engine import SHA256_10M
 
@@ -120,55 +121,8 @@ def kafka_settings(stack: LocalStack) -> KafkaSettings:
     )
 
 
-@dataclass(frozen=True)
-class LoggedEvent:
-    partition: int
-    offset: int
-    event: JobEvent
-
-
-async def _read_events(settings: KafkaSettings) -> tuple[list[LoggedEvent], dict[int, int]]:
-    """Every record of the events topic, and the end offset of each partition."""
-    topic = settings.events_topic
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    assert partitions, f"{topic} has no partitions"
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-        # seek, not seek_to_beginning: that races the reset assign() starts, and may lose.
-        for tp, start in (await consumer.beginning_offsets(partitions)).items():
-            consumer.seek(tp, start)
-        logged = []
-
-        async def unread() -> bool:
-            return any([await consumer.position(tp) < end for tp, end in ends.items()])
-
-        while await unread():
-            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
-                logged += [
-                    LoggedEvent(tp.partition, r.offset, decode_job_event(r.value))
-                    for r in records
-                    if r.offset < ends[tp]
-                ]
-        return logged, {tp.partition: end for tp, end in ends.items()}
-    finally:
-        await consumer.stop()
-
-
 def read_events(stack: LocalStack) -> list[LoggedEvent]:
-    return asyncio.run(_read_events(kafka_settings(stack)))[0]
+    return asyncio.run(read_log(kafka_settings(stack)))[0]
 
 
 def events_of(stack: LocalStack, job_id: str) -> list[LoggedEvent]:
@@ -184,35 +138,12 @@ def assert_view_is_the_fold_of_the_log(stack: LocalStack, timeout: float = 90) -
     order gives it, and has read the events topic to its end: nothing lost, nothing twice."""
     settings = kafka_settings(stack)
     view = open_view(stack)
-    difference = "not checked yet"
+    difference: str | None = "not checked yet"
 
     def view_matches_log() -> bool:
         nonlocal difference
-        logged, ends = asyncio.run(_read_events(settings))
-        positions = {
-            partition: offset
-            for (topic, partition), offset in view.positions().items()
-            if topic == settings.events_topic
-        }
-        in_view = {job.job_id: job for job in view.list_jobs(None, 1_000_000, None)}
-        by_job: dict[str, list[JobEvent]] = {}
-        for item in sorted(logged, key=lambda item: (item.partition, item.offset)):
-            by_job.setdefault(item.event.job_id, []).append(item.event)
-        folded: dict[str, JobView | None] = {j: fold(events) for j, events in by_job.items()}
-        if {p: o for p, o in positions.items() if o} != {p: e for p, e in ends.items() if e}:
-            difference = f"view read up to {positions}, log ends at {ends}"
-            return False
-        if folded != in_view:
-            wrong = sorted(
-                j for j in folded.keys() | in_view.keys() if folded.get(j) != in_view.get(j)
-            )
-            job_id = wrong[0]
-            difference = (
-                f"{len(wrong)} jobs differ, e.g. {job_id}: "
-                f"log folds to {folded.get(job_id)!r}, view has {in_view.get(job_id)!r}"
-            )
-            return False
-        return True
+        difference = how_view_differs_from_the_log(settings, view)
+        return difference is None
 
     try:
         wait_until(view_matches_log, timeout, "the view to be the fold of the log")
@@ -220,20 +151,6 @@ def assert_view_is_the_fold_of_the_log(stack: LocalStack, timeout: float = 90) -
         raise AssertionError(f"{timed_out}: {difference}") from None
     finally:
         view.close()
-
-
-def listed_job_ids(client: httpx.Client) -> list[str]:
-    """Every job of GET /pi_jobs, page after page."""
-    job_ids: list[str] = []
-    params: dict[str, str | int] = {"limit": 100}
-    while True:
-        response = client.get("/pi_jobs", params=params)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        job_ids += [job["job_id"] for job in page["jobs"]]
-        if not page["next_cursor"]:
-            return job_ids
-        params["cursor"] = page["next_cursor"]
 
 
 def assert_listed_once(client: httpx.Client, job_ids: Iterable[str]) -> None:
