@@ -34,7 +34,13 @@ from services.shared.kafka import log_end_offsets
 from services.shared.settings import KafkaSettings
 from services.shared.sqlite_view import SqliteView
 
-_UNLIMITED_QUOTA = {"PI_JOBS_SUBMISSIONS_PER_SECOND": "1e9", "PI_JOBS_SUBMISSION_BURST": "1000000"}
+# All load comes from one address here, which the per-client limits exist to hold back.
+_NO_PER_CLIENT_LIMITS = {
+    "PI_JOBS_SUBMISSIONS_PER_SECOND": "1e9",
+    "PI_JOBS_SUBMISSION_BURST": "1000000",
+    "PI_JOBS_MAX_CONNECTIONS_PER_CLIENT": "100000",
+    "PI_JOBS_MAX_DOWNLOADS_PER_CLIENT": "100000",
+}
 
 
 def _row(call: str, peer: LoadResult | None, ours: LoadResult) -> str:
@@ -246,7 +252,10 @@ def main() -> None:
         broker_port = broker.port
         with broker:
             stack = LocalStack.on_free_ports(
-                broker.bootstrap_servers, Path(tmp), log_to_files=True, extra_env=_UNLIMITED_QUOTA
+                broker.bootstrap_servers,
+                Path(tmp),
+                log_to_files=True,
+                extra_env=_NO_PER_CLIENT_LIMITS,
             )
             stack.start()
             try:

@@ -12,7 +12,7 @@ import tempfile
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from services.shared.http_server import SERVER_OPTIONS
+from services.shared.http_server import server_options
 from services.shared.logs import configure_logging
 from services.shared.settings import ApiSettings
 
@@ -33,7 +33,7 @@ def main() -> None:
         # A new process serves once connected to Kafka (a few seconds under load) before the
         # one it replaces is retired; a process silent this long is taken for hung.
         timeout_worker_healthcheck=30,
-        **SERVER_OPTIONS,
+        **server_options(),
     )
     try:
         Multiprocess(config, sockets=[config.bind_socket()]).run()

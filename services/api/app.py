@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from services.api.accepted import ViewWithAccepted
-from services.api.gateway import proxy_download
+from services.api.gateway import Downloads, DownloadSlots, respond_then
 from services.api.hot_paths import HotPaths
 from services.api.jobs import Jobs, cancel_job, current_status, submit_job
 from services.api.listing import MAX_PAGE, list_jobs
@@ -35,7 +35,7 @@ from services.api.statuses import (
 )
 from services.api.submission import read_num
 from services.api.watcher import ViewWatcher
-from services.shared.downloads import download_response, require_complete
+from services.shared.downloads import require_complete
 from services.shared.logs import configure_logging
 from services.shared.metrics import CountRequests, metrics_route, view_gauges
 from services.shared.runtime import die_with_parent, stop_if_it_fails
@@ -83,7 +83,10 @@ def create_app(
     publisher = EventPublisher(kafka)
     log_ends = LogEndReader(kafka)
     downloader = httpx.AsyncClient(base_url=api.pi_jobs_downloader_url, timeout=30)
-    zip_cache = ZipCache(zips.pi_jobs_zip_cache_dir, zips.pi_jobs_zip_cache_bytes)
+    downloads = Downloads(
+        ZipCache(zips.pi_jobs_zip_cache_dir, zips.pi_jobs_zip_cache_bytes), downloader
+    )
+    download_slots = DownloadSlots(api.pi_jobs_max_downloads_per_client)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -179,11 +182,13 @@ def create_app(
     async def download(job_id: str, request: Request) -> Response:
         job = await jobs.find(job_id)  # 404s are answered here, not forwarded
         job = require_complete(job, await read_view(view, view.stored_digits))
-        digits = zip_cache.open(job.num)
-        if digits is not None:
-            return download_response(job, digits, request.method, request.headers)
-        path = f"/download_pi_job/{job_id}"
-        return await proxy_download(downloader, path, request.method, request.headers)
+        release = download_slots.take(request.client.host if request.client else "unknown")
+        try:
+            response = await downloads.respond(job, request.method, request.headers)
+        except BaseException:
+            release()
+            raise
+        return respond_then(response, release)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

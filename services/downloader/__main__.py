@@ -3,7 +3,7 @@
 import uvicorn
 
 from services.downloader.app import create_app
-from services.shared.http_server import SERVER_OPTIONS
+from services.shared.http_server import server_options
 from services.shared.logs import configure_logging
 from services.shared.settings import DownloaderSettings, ViewSettings, ZipCacheSettings
 from services.shared.view_stores import open_view
@@ -20,7 +20,7 @@ def main() -> None:
         app,
         host=settings.pi_jobs_downloader_host,
         port=settings.pi_jobs_downloader_port,
-        **SERVER_OPTIONS,
+        **server_options(),
     )
 
 

@@ -53,6 +53,16 @@ def create_app(view: ViewReader, cache: ZipCache) -> FastAPI:
         job = require_complete(job, await read_view(view, view.stored_digits))
         return download_response(job, await compressed(job.num), request.method, request.headers)
 
+    @app.put("/compressed_digits/{num}", status_code=204, include_in_schema=False)
+    async def compress(num: int) -> Response:
+        """For an API process on this host: have the num's digits compressed, to serve the zip
+        itself (a slow reader then holds nothing here)."""
+        stored = await read_view(view, view.stored_digits)
+        if not 1 <= num <= stored:
+            raise ApiError(404, f"the view holds {stored} decimals, not {num}")
+        (await compressed(num)).close()
+        return Response(status_code=204)
+
     @app.get("/healthz")
     def healthz() -> dict[str, bool]:
         return {"success": True}

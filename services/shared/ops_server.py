@@ -11,7 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from services.shared.http_server import SERVER_OPTIONS
+from services.shared.http_server import server_options
 from services.shared.metrics import install_metrics
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ async def serve_ops(service: str, host: str, port: int, problems: Callable[[], l
         log.warning("ops endpoints not served", extra={"port": port, "error": str(error)})
         await asyncio.Event().wait()
         return
-    config = uvicorn.Config(ops_app(service, problems), lifespan="off", **SERVER_OPTIONS)
+    config = uvicorn.Config(ops_app(service, problems), lifespan="off", **server_options())
     server = _EmbeddedServer(config)
     log.info("ops endpoints served", extra={"port": listener.getsockname()[1]})
     serving = asyncio.create_task(server.serve(sockets=[listener]))

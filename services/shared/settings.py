@@ -50,6 +50,21 @@ class ViewSettings(BaseSettings):
         return url.get_secret_value() if url else str(self.pi_jobs_view_db)
 
 
+class HttpSettings(BaseSettings):
+    """What every HTTP service (api, downloader, the ops endpoints) allows one connection."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    # A request (line, headers, body) must arrive whole within this long, or get 408 and a close.
+    pi_jobs_request_seconds: float = Field(default=10.0, gt=0)
+    # Connections open in one process, and from one client address; beyond, 503 and a close.
+    pi_jobs_max_connections: int = Field(default=10_000, ge=1)
+    pi_jobs_max_connections_per_client: int = Field(default=256, ge=1)
+    # Proxies (addresses or networks, comma-separated) whose X-Forwarded-For is believed and
+    # whose connections are not capped per address. None by default: the socket's peer counts.
+    pi_jobs_trusted_proxies: str = ""
+
+
 class ZipCacheSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
@@ -71,6 +86,8 @@ class ApiSettings(BaseSettings):
     pi_jobs_submission_burst: int = Field(default=200, ge=1)
     # How long a POST waits for the view to show the new job (read-your-writes).
     pi_jobs_projection_wait_seconds: float = 5.0
+    # Downloads one client address may have under way at once; beyond, 429.
+    pi_jobs_max_downloads_per_client: int = Field(default=8, ge=1)
     # Processes serving the public address; 0: one per core but one, which the rest of the
     # system needs (on 2 cores, a second API process won nothing and tripled the p99 latency).
     pi_jobs_api_processes: int = Field(default=0, ge=0)

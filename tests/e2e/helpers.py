@@ -2,10 +2,15 @@
 
 import io
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from deploy.kafka.local_broker import free_port
+from deploy.local_stack import LocalStack
 from tests.support import wait_until
 
 
@@ -46,3 +51,25 @@ def download_text(client: httpx.Client, job_id: str) -> str:
     archive = zipfile.ZipFile(io.BytesIO(response.content))
     assert archive.namelist() == [f"digits_of_pi_{job_id}.txt"]
     return archive.read(f"digits_of_pi_{job_id}.txt").decode("utf-8")
+
+
+@contextmanager
+def api_elsewhere(stack: LocalStack, cache_dir: Path) -> Iterator[str]:
+    """Another API process with a compressed-digits directory of its own, as on a host without
+    the downloader's disk: it streams downloads through from the downloader. Yields its URL."""
+    port = free_port()
+    name = f"api-elsewhere-{port}"
+    stack.start_replica("api", name, PI_JOBS_PORT=str(port), PI_JOBS_ZIP_CACHE_DIR=str(cache_dir))
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def answers() -> bool:
+            try:
+                return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(answers, 60, "the other API process")
+        yield url
+    finally:
+        stack.stop(name)
