@@ -32,7 +32,7 @@ class CliError(Exception):
 
 
 def exit_code_for(status_code: int) -> int:
-    if status_code in (400, 422):
+    if status_code in (400, 401, 403, 422):
         return EXIT_USAGE
     if status_code == 404:
         return EXIT_NOT_FOUND
@@ -66,6 +66,7 @@ class PiJobsApi:
         transport: httpx.BaseTransport | None = None,
         poll_interval: float = 0.5,
         patience: float = 30.0,
+        key: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.poll_interval = poll_interval
@@ -75,7 +76,8 @@ class PiJobsApi:
             base_url=self.base_url,
             transport=transport,
             timeout=httpx.Timeout(30, read=120),
-            headers={"User-Agent": "pi-jobs-cli"},
+            headers={"User-Agent": "pi-jobs-cli"}
+            | ({"Authorization": f"Bearer {key}"} if key else {}),
         )
 
     def __enter__(self) -> "PiJobsApi":

@@ -40,7 +40,8 @@ exit codes:
 Errors go to stderr as one line: "pi-jobs: <message>".
 
 environment:
-  PI_JOBS_URL  the API's address when --url is not given (default http://localhost:3000)
+  PI_JOBS_URL      the API's address when --url is not given (default http://localhost:3000)
+  PI_JOBS_API_KEY  the API key when --key is not given (needed when the server requires keys)
 """
 
 
@@ -70,6 +71,11 @@ def build_parser() -> Parser:
         help="the API's address (default: $PI_JOBS_URL or http://localhost:3000)",
     )
     common.add_argument(
+        "--key",
+        default=argparse.SUPPRESS,
+        help="the API key, when the server requires one (default: $PI_JOBS_API_KEY)",
+    )
+    common.add_argument(
         "--json",
         action="store_true",
         default=argparse.SUPPRESS,
@@ -85,6 +91,11 @@ def build_parser() -> Parser:
         "--url",
         default=os.environ.get("PI_JOBS_URL") or DEFAULT_URL,
         help="the API's address (default: $PI_JOBS_URL or http://localhost:3000)",
+    )
+    parser.add_argument(
+        "--key",
+        default=os.environ.get("PI_JOBS_API_KEY") or None,
+        help="the API key, when the server requires one (default: $PI_JOBS_API_KEY)",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     commands = parser.add_subparsers(
@@ -243,7 +254,7 @@ def main(argv: Sequence[str] | None = None, transport: httpx.BaseTransport | Non
     """The console script; `transport` stands in for the network in unit tests."""
     args = build_parser().parse_args(argv)
     try:
-        with PiJobsApi(args.url, transport) as api:
+        with PiJobsApi(args.url, transport, key=args.key) as api:
             return run(args, api)
     except CliError as error:
         print(f"pi-jobs: {error.message}", file=sys.stderr)

@@ -19,7 +19,11 @@ class ViewWithAccepted:
 
     def remember(self, event: JobRequested) -> None:
         job = JobView(
-            job_id=event.job_id, num=event.num, status="queued", requested_at=event.occurred_at
+            job_id=event.job_id,
+            num=event.num,
+            status="queued",
+            requested_at=event.occurred_at,
+            owner=event.owner,
         )
         with self._lock:
             self._accepted[event.job_id] = job
@@ -38,9 +42,16 @@ class ViewWithAccepted:
         return self._view.load_jobs(job_ids)
 
     def list_jobs(
-        self, status: str | None, limit: int, before: tuple[int, str] | None
+        self,
+        status: str | None,
+        limit: int,
+        before: tuple[int, str] | None,
+        owner: str | None = None,
     ) -> list[JobView]:
-        return self._view.list_jobs(status, limit, before)
+        return self._view.list_jobs(status, limit, before, owner)
+
+    def unfinished_jobs(self) -> list[JobView]:
+        return self._view.unfinished_jobs()
 
     def count_by_status(self) -> dict[str, int]:
         return self._view.count_by_status()

@@ -7,18 +7,22 @@ import re
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs
 
 import httpx
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 
 from services.api.accepted import ViewWithAccepted
+from services.api.admission import Admission, CostLimits
+from services.api.browser_safety import PAGE_POLICY, BrowserSafety
+from services.api.callers import ApiKeys
 from services.api.gateway import Downloads, DownloadSlots, respond_then
-from services.api.hot_paths import HotPaths
+from services.api.hot_paths import HotPaths, header
 from services.api.jobs import Jobs, cancel_job, current_status, submit_job
 from services.api.listing import MAX_PAGE, list_jobs
 from services.api.live import status_events
@@ -35,6 +39,7 @@ from services.api.statuses import (
 )
 from services.api.submission import read_num
 from services.api.watcher import ViewWatcher
+from services.shared.connections import in_networks, parse_networks
 from services.shared.downloads import require_complete
 from services.shared.logs import configure_logging
 from services.shared.metrics import CountRequests, metrics_route, view_gauges
@@ -112,6 +117,8 @@ def create_app(
     install_error_handlers(app)
 
     quota = SubmissionQuota(api.pi_jobs_submissions_per_second, api.pi_jobs_submission_burst)
+    keys = ApiKeys(api.pi_jobs_api_keys.get_secret_value())
+    metrics_networks = parse_networks(api.pi_jobs_metrics_networks)
     jobs = Jobs(
         publisher.publish,
         view,
@@ -120,21 +127,28 @@ def create_app(
         kafka.events_topic,
         api.pi_jobs_projection_wait_seconds,
     )
+    admission = Admission(
+        CostLimits(api.pi_jobs_max_pending_decimals_per_client, api.pi_jobs_max_queued_decimals),
+        view,
+        jobs.catch_up,
+    )
 
     async def submission(request: Request) -> Response:
         idempotency_key = request.headers.get("idempotency-key")
         if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise ApiError(400, "Idempotency-Key must be 1 to 200 printable ASCII characters")
+        caller = keys.caller(request.scope)
         num = await read_num(request, api.pi_jobs_max_num)
-        quota.take(request.client.host if request.client else "unknown")
-        job_id = await submit_job(num, idempotency_key, jobs)
+        quota.take(caller.address)
+        job_id = await submit_job(num, idempotency_key, caller, jobs, admission)
         return Response(
             b'{"success":true,"job_id":"' + job_id.encode() + b'"}', media_type="application/json"
         )
 
-    async def status(job_id: str, if_none_match: str | None) -> Response:
-        rendered = await current_status(job_id, jobs, finished)
-        return rendered.response(if_none_match)
+    async def status(scope: Scope, job_id: str) -> Response:
+        caller = keys.caller(scope)
+        rendered = await current_status(job_id, caller, jobs, finished, _with_worker(scope))
+        return rendered.response(header(scope, b"if-none-match"))
 
     # Served by HotPaths below; declared here for the OpenAPI schema (and as a fallback).
     @app.post(
@@ -152,37 +166,46 @@ def create_app(
 
     @app.get("/pi_job/{job_id}", response_model=JobStatusBody)
     async def get_job(
-        job_id: str, if_none_match: Annotated[str | None, Header()] = None
+        job_id: str,
+        request: Request,
+        if_none_match: Annotated[str | None, Header()] = None,
+        include: _Include = None,
     ) -> Response:
-        return await status(job_id, if_none_match)
+        return await status(request.scope, job_id)
 
     @app.delete("/pi_job/{job_id}")
-    async def delete_job(job_id: str) -> dict[str, Any]:
-        return await cancel_job(job_id, jobs)
+    async def delete_job(job_id: str, request: Request) -> dict[str, Any]:
+        return await cancel_job(job_id, keys.caller(request.scope), jobs)
 
     @app.get("/pi_job/{job_id}/events")
-    async def job_events(job_id: str) -> StreamingResponse:
+    async def job_events(job_id: str, request: Request) -> StreamingResponse:
         return StreamingResponse(
-            await status_events(job_id, jobs),
+            await status_events(job_id, keys.caller(request.scope), jobs),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
     @app.get("/pi_jobs", response_model=JobListBody)
     async def get_jobs(
+        request: Request,
         status: JobStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
         cursor: str | None = None,
+        include: _Include = None,
     ) -> Response:
+        caller = keys.caller(request.scope)
         await jobs.catch_up()  # a job submitted just before is listed
-        page = await read_view(view, list_jobs, view, status, limit, cursor)
+        owner = caller.owner if caller.keyed else None
+        with_worker = include == "worker"
+        page = await read_view(view, list_jobs, view, status, limit, cursor, owner, with_worker)
         return Response(list_json(page), media_type="application/json")
 
     @app.api_route("/download_pi_job/{job_id}", methods=["GET", "HEAD"], response_model=None)
     async def download(job_id: str, request: Request) -> Response:
-        job = await jobs.find(job_id)  # 404s are answered here, not forwarded
+        caller = keys.caller(request.scope)
+        job = await jobs.find(job_id, caller)  # 404s are answered here, not forwarded
         job = require_complete(job, await read_view(view, view.stored_digits))
-        release = download_slots.take(request.client.host if request.client else "unknown")
+        release = download_slots.take(caller.address)
         try:
             response = await downloads.respond(job, request.method, request.headers)
         except BaseException:
@@ -192,7 +215,10 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
-        return FileResponse(_STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(
+            _STATIC / "index.html",
+            headers={"Cache-Control": "no-cache", "Content-Security-Policy": PAGE_POLICY},
+        )
 
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
 
@@ -207,7 +233,11 @@ def create_app(
             return JSONResponse({"success": False, "error": "; ".join(problems)}, status_code=503)
         return JSONResponse({"success": True})
 
-    metrics_route(app, before_scrape=view_gauges(view))
+    metrics_route(
+        app,
+        before_scrape=view_gauges(view),
+        allowed=lambda address: in_networks(address, metrics_networks),
+    )
     hot_paths = HotPaths(
         app,
         status=status,
@@ -215,7 +245,17 @@ def create_app(
         status_route=_route(app, "/pi_job/{job_id}", "GET"),
         submit_route=_route(app, "/pi_job", "POST"),
     )
-    return CountRequests(hot_paths, "api")
+    allowed_origins = frozenset(o.strip() for o in api.pi_jobs_allowed_origins.split(",") if o)
+    return CountRequests(BrowserSafety(hot_paths, allowed_origins), "api")
+
+
+# ?include=worker: a job's status names the calculator (host and pid) that ran it.
+_Include = Literal["worker"] | None
+
+
+def _with_worker(scope: Scope) -> bool:
+    query = scope["query_string"]
+    return bool(query) and "worker" in parse_qs(query.decode("latin-1")).get("include", [])
 
 
 def _route(app: FastAPI, path: str, method: str) -> APIRoute:

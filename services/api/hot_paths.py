@@ -18,7 +18,7 @@ from services.shared.web import UNEXPECTED_ERROR, ApiError, error_response
 
 log = logging.getLogger(__name__)
 
-StatusCall = Callable[[str, str | None], Awaitable[Response]]  # (job id, If-None-Match)
+StatusCall = Callable[[Scope, str], Awaitable[Response]]  # (the request, job id)
 SubmitCall = Callable[[Request], Awaitable[Response]]
 
 _JOB_PREFIX = "/pi_job/"
@@ -48,14 +48,14 @@ class HotPaths:
 
     async def _answer(self, scope: Scope, receive: Receive) -> Response | None:
         """The response to a hot path; None for anything else."""
-        if scope["http_version"] == "1.1" and _header(scope, b"host") is None:
+        if scope["http_version"] == "1.1" and header(scope, b"host") is None:
             # HTTP/1.1 requires it (RFC 9112 3.2); httptools does not check.
             return error_response(400, "malformed HTTP request: no Host header")
         method, path = scope["method"], scope["path"]
         job_id = path[len(_JOB_PREFIX) :]
         if method == "GET" and path.startswith(_JOB_PREFIX) and job_id and "/" not in job_id:
             scope["route"] = self._status_route
-            return await _answered(self._status(job_id, _header(scope, b"if-none-match")))
+            return await _answered(self._status(scope, job_id))
         if method == "POST" and path == "/pi_job":
             scope["route"] = self._submit_route
             return await _answered(self._submit(Request(scope, receive)))
@@ -72,7 +72,7 @@ async def _answered(call: Awaitable[Response]) -> Response:
         return error_response(500, UNEXPECTED_ERROR)
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
             return str(value.decode("latin-1"))

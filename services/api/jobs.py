@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.api.accepted import ViewWithAccepted
+from services.api.admission import Admission
+from services.api.callers import Caller
 from services.api.log_ends import LogEnd
 from services.api.statuses import FinishedStatuses, RenderedStatus, status_body
 from services.api.watcher import ViewWatcher
@@ -67,54 +69,75 @@ class Jobs:
             job = await read_view(self.view, self.view.get_job, job_id)
         return job
 
-    async def find(self, job_id: str) -> JobView:
-        """As get(), or a 404 that says so."""
+    async def find(self, job_id: str, caller: Caller) -> JobView:
+        """As get(), or a 404 that says so (also for a job the caller may not see)."""
         job = await self.get(job_id)
-        if job is None:
+        if job is None or not caller.may_see(job.owner):
             raise job_not_found(job_id)
         return job
 
 
-async def submit_job(num: int, idempotency_key: str | None, jobs: Jobs) -> str:
+async def submit_job(
+    num: int, idempotency_key: str | None, caller: Caller, jobs: Jobs, admission: Admission
+) -> str:
     if idempotency_key is None:
-        requested = JobRequested(job_id=new_job_id(), num=num)
-        await jobs.publish(requested)
+        job_id = new_job_id()
+    else:
+        # With API keys, each owner's keys are its own.
+        job_id = idempotent_job_id(idempotency_key, caller.owner if caller.keyed else None)
+        if (job := await jobs.get(job_id)) is not None:
+            return _same_num(job, num)
+    async with admission.admit(caller.owner, num) as costly:
+        requested = JobRequested(
+            job_id=job_id, num=num, idempotency_key=idempotency_key, owner=caller.owner
+        )
+        # A costly job must be in the view before the next costly one is weighed; a repeated
+        # key must find its job.
+        if costly or idempotency_key is not None:
+            await jobs.publish_and_wait(requested)
+        else:
+            await jobs.publish(requested)
         jobs.view.remember(requested)
-        log.info("job requested", extra={"job_id": requested.job_id, "num": num})
-        return requested.job_id
-    job_id = idempotent_job_id(idempotency_key)
-    if await jobs.get(job_id) is None:
-        requested = JobRequested(job_id=job_id, num=num, idempotency_key=idempotency_key)
-        await jobs.publish_and_wait(requested)
-        jobs.view.remember(requested)
-        log.info("job requested", extra={"job_id": job_id, "num": num})
+    log.info("job requested", extra={"job_id": job_id, "num": num})
     # Only the first request with a key creates the job (the projection keeps the first).
+    if idempotency_key is None:
+        return job_id
     job = await read_view(jobs.view, jobs.view.get_job, job_id)
-    if job is not None and job.num != num:
+    return job_id if job is None else _same_num(job, num)
+
+
+def _same_num(job: JobView, num: int) -> str:
+    if job.num != num:
         raise ApiError(409, f"Idempotency-Key already used for a job with num={job.num}")
-    return job_id
+    return job.job_id
 
 
-async def cancel_job(job_id: str, jobs: Jobs) -> dict[str, Any]:
-    job = await jobs.find(job_id)
+async def cancel_job(job_id: str, caller: Caller, jobs: Jobs) -> dict[str, Any]:
+    job = await jobs.find(job_id, caller)
     if job.status in TERMINAL_STATUSES:
         raise ApiError(409, f"job {job_id} is already {job.status}: nothing to cancel")
     await jobs.publish_and_wait(JobCancelled(job_id=job_id))
-    job = await jobs.find(job_id)
+    job = await jobs.find(job_id, caller)
     if job.status != "cancelled":
         raise ApiError(409, f"job {job_id} is already {job.status}: nothing to cancel")
     log.info("job cancelled", extra={"job_id": job_id})
     return {"success": True, "job_id": job_id, "status": "cancelled"}
 
 
-async def current_status(job_id: str, jobs: Jobs, finished: FinishedStatuses) -> RenderedStatus:
-    """The job's status, from memory once it is finished, else from the view."""
-    rendered = finished.get(job_id)
+async def current_status(
+    job_id: str, caller: Caller, jobs: Jobs, finished: FinishedStatuses, with_worker: bool = False
+) -> RenderedStatus:
+    """The job's status, from memory once it is finished, else from the view. `with_worker`:
+    with the calculator that ran it (host and pid: only when asked)."""
+    rendered = None if with_worker else finished.get(job_id)
     if rendered is None:
-        job = await jobs.find(job_id)
+        job = await jobs.find(job_id, caller)
         view = jobs.view
         # Only a complete job's status depends on the stored digits: spare the others the read.
         stored = await read_view(view, view.stored_digits) if job.status == "complete" else 0
-        rendered = RenderedStatus.of(status_body(job, stored))
-        finished.keep(job_id, rendered)
+        rendered = RenderedStatus.of(status_body(job, stored, with_worker), job.owner)
+        if not with_worker:
+            finished.keep(job_id, rendered)
+    elif not caller.may_see(rendered.owner):
+        raise job_not_found(job_id)
     return rendered

@@ -12,12 +12,18 @@ MAX_PAGE = 100
 
 
 def list_jobs(
-    view: ViewReader, status: JobStatus | None, limit: int, cursor: str | None
+    view: ViewReader,
+    status: JobStatus | None,
+    limit: int,
+    cursor: str | None,
+    owner: str | None,
+    with_worker: bool,
 ) -> JobListBody:
-    jobs = view.list_jobs(status, limit, _decode(cursor) if cursor else None)
+    """A page of every job, or of `owner`'s."""
+    jobs = view.list_jobs(status, limit, _decode(cursor) if cursor else None, owner)
     stored = view.stored_digits()
     return JobListBody(
-        jobs=[status_body(job, stored) for job in jobs],
+        jobs=[status_body(job, stored, with_worker) for job in jobs],
         next_cursor=_encode(jobs[-1]) if len(jobs) == limit else None,
     )
 

@@ -7,6 +7,7 @@ when the view moves, and wakes them.
 import asyncio
 from collections.abc import AsyncIterator
 
+from services.api.callers import Caller
 from services.api.jobs import Jobs
 from services.api.statuses import status_body, status_json
 from services.api.watcher import ViewWatcher
@@ -15,8 +16,8 @@ from services.shared.view import TERMINAL_STATUSES, JobView, read_view
 _KEEPALIVE_SECONDS = 15.0
 
 
-async def status_events(job_id: str, jobs: Jobs) -> AsyncIterator[bytes]:
-    job = await jobs.find(job_id)  # 404 before the stream starts
+async def status_events(job_id: str, caller: Caller, jobs: Jobs) -> AsyncIterator[bytes]:
+    job = await jobs.find(job_id, caller)  # 404 before the stream starts
     stored = await read_view(jobs.view, jobs.view.stored_digits)
     return _stream(job_id, job, stored, jobs.watcher)
 

@@ -31,7 +31,7 @@ class JobStatusBody(BaseModel):
     finished_at: datetime | None
     duration_seconds: float | None
     digits_source: str | None
-    worker: str | None
+    worker: str | None  # only with ?include=worker
     error: str | None
 
 
@@ -54,8 +54,9 @@ _STATUS_JSON = TypeAdapter(JobStatusBody)
 _LIST_JSON = TypeAdapter(JobListBody)
 
 
-def status_body(job: JobView, stored_digits: int) -> JobStatusBody:
-    """`stored_digits` matters only to a complete job: it is complete once its digits are in."""
+def status_body(job: JobView, stored_digits: int, with_worker: bool = False) -> JobStatusBody:
+    """`stored_digits` matters only to a complete job: it is complete once its digits are in.
+    The worker (a calculator's host and pid) is told only `with_worker`."""
     seen = job.as_seen_with(stored_digits)
     finished = seen.status in TERMINAL_STATUSES
     running = seen.status == "in_progress"
@@ -74,7 +75,7 @@ def status_body(job: JobView, stored_digits: int) -> JobStatusBody:
             else None
         ),
         digits_source=seen.digits_source if seen.status == "complete" else None,
-        worker=seen.worker,
+        worker=seen.worker if with_worker else None,
         error=seen.error,
     )
 
@@ -92,12 +93,13 @@ class RenderedStatus:
     body: bytes
     etag: str
     finished: bool
+    owner: str | None
 
     @classmethod
-    def of(cls, status: JobStatusBody) -> "RenderedStatus":
+    def of(cls, status: JobStatusBody, owner: str | None) -> "RenderedStatus":
         body = status_json(status)
         etag = f'"{hashlib.blake2b(body, digest_size=16).hexdigest()}"'
-        return cls(body, etag, status.status in TERMINAL_STATUSES)
+        return cls(body, etag, status.status in TERMINAL_STATUSES, owner)
 
     def response(self, if_none_match: str | None) -> Response:
         headers = {

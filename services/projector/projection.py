@@ -24,7 +24,11 @@ def apply_event(job: JobView | None, event: JobEvent) -> JobView | None:
         if job is not None:
             return job
         return JobView(
-            job_id=event.job_id, num=event.num, status="queued", requested_at=event.occurred_at
+            job_id=event.job_id,
+            num=event.num,
+            status="queued",
+            requested_at=event.occurred_at,
+            owner=event.owner,
         )
     if job is None or job.status in TERMINAL_STATUSES:
         # Nothing to attach it to (a job never requested), or the job is finished for good.

@@ -38,14 +38,19 @@ class _Event(BaseModel):
 
 
 class JobRequested(_Event):
-    """v2 added `idempotency_key` (v1 events are upcast with none)."""
+    """v2 added `idempotency_key`, v3 `owner` (older events are upcast with none)."""
 
     type: Literal["JobRequested"] = "JobRequested"
-    version: Literal[2] = 2  # type: ignore[assignment]
+    version: Literal[3] = 3  # type: ignore[assignment]
     job_id: str
     num: int = Field(ge=1)
     idempotency_key: str | None = None
-    upcasters: ClassVar[dict[int, Upcaster]] = {1: lambda v1: {**v1, "idempotency_key": None}}
+    # Who asked: an API key's name, or a pseudonym of the client's address (never the address).
+    owner: str | None = None
+    upcasters: ClassVar[dict[int, Upcaster]] = {
+        1: lambda v1: {**v1, "idempotency_key": None},
+        2: lambda v2: {**v2, "owner": None},
+    }
 
 
 class JobStarted(_Event):

@@ -17,6 +17,8 @@ def is_job_id(text: str) -> bool:
     return JOB_ID_PATTERN.fullmatch(text) is not None
 
 
-def idempotent_job_id(key: str) -> str:
-    """The same Idempotency-Key gives the same job id on every replica."""
-    return hashlib.sha256(b"pi-jobs idempotency key\0" + key.encode()).hexdigest()[:32]
+def idempotent_job_id(key: str, scope: str | None = None) -> str:
+    """The same Idempotency-Key gives the same job id on every replica; with a `scope` (an API
+    key's owner), each scope has its own."""
+    scoped = key if scope is None else f"{scope}\0{key}"
+    return hashlib.sha256(b"pi-jobs idempotency key\0" + scoped.encode()).hexdigest()[:32]

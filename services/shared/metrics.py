@@ -9,7 +9,7 @@ from typing import get_args
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import IllegalStateError
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -23,6 +23,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.shared.view import JobStatus, ViewReader
+from services.shared.web import ApiError
 
 HTTP_REQUESTS = Counter(
     "pi_jobs_http_requests_total",
@@ -77,9 +78,17 @@ def install_metrics(
     app.add_middleware(CountRequests, service=service)
 
 
-def metrics_route(app: FastAPI, before_scrape: Callable[[], None] = lambda: None) -> None:
+def metrics_route(
+    app: FastAPI,
+    before_scrape: Callable[[], None] = lambda: None,
+    allowed: Callable[[str | None], bool] = lambda _: True,
+) -> None:
+    """GET /metrics, to the client addresses `allowed` (others get a 404, as for no route)."""
+
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
+    def metrics(request: Request) -> Response:
+        if not allowed(request.client.host if request.client else None):
+            raise ApiError(404, "no such endpoint")
         before_scrape()
         return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
 

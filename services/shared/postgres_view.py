@@ -15,21 +15,23 @@ from typing import Any, TypeVar
 import psycopg
 
 from services.shared.events import DIGITS_PER_CHUNK, DigitsStored
-from services.shared.view import JobView, Positions, listing_query
+from services.shared.view import UNFINISHED_JOBS_QUERY, JobView, Positions, listing_query
 
 # The view holds nothing the log does not, so a new schema is not migrated: the writer drops the
 # old tables and the projector rebuilds the view from offset 0.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # COLLATE "C": ids and cursors compare bytewise, as in SQLite, whatever the database's locale.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT COLLATE "C" PRIMARY KEY,
     status TEXT COLLATE "C" NOT NULL,
     requested_us BIGINT NOT NULL,
+    owner TEXT COLLATE "C",
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_newest_first ON jobs (requested_us DESC, job_id DESC);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, requested_us DESC, job_id DESC);
+CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, requested_us DESC, job_id DESC);
 CREATE TABLE IF NOT EXISTS digit_chunks (
     chunk_index BIGINT PRIMARY KEY,
     digits TEXT NOT NULL
@@ -198,11 +200,18 @@ class PostgresView:
         return None if row is None else JobView.model_validate_json(row[0])
 
     def list_jobs(
-        self, status: str | None, limit: int, before: tuple[int, str] | None
+        self,
+        status: str | None,
+        limit: int,
+        before: tuple[int, str] | None,
+        owner: str | None = None,
     ) -> list[JobView]:
-        """Newest first; `before` is the (requested_us, job_id) of the last job of a page."""
-        sql, params = listing_query(status, limit, before, "%s")
+        sql, params = listing_query(status, limit, before, owner, "%s")
         rows = self._run(lambda db: db.execute(sql, params).fetchall())
+        return [JobView.model_validate_json(body) for (body,) in rows]
+
+    def unfinished_jobs(self) -> list[JobView]:
+        rows = self._run(lambda db: db.execute(UNFINISHED_JOBS_QUERY).fetchall())
         return [JobView.model_validate_json(body) for (body,) in rows]
 
     def count_by_status(self) -> dict[str, int]:
@@ -256,7 +265,9 @@ class PostgresView:
         self, jobs: Iterable[JobView], chunks: Iterable[DigitsStored], positions: Positions
     ) -> None:
         # Materialised first, so that a retry on a new connection writes the same rows.
-        job_rows = [(j.job_id, j.status, j.requested_us, j.model_dump_json()) for j in jobs]
+        job_rows = [
+            (j.job_id, j.status, j.requested_us, j.owner, j.model_dump_json()) for j in jobs
+        ]
         chunk_rows = [(c.chunk_index, c.digits) for c in chunks]
         position_rows = [(topic, part, offset) for (topic, part), offset in positions.items()]
 
@@ -264,10 +275,10 @@ class PostgresView:
             with db.transaction(), db.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
                 cursor.executemany(
-                    "INSERT INTO jobs (job_id, status, requested_us, body) "
-                    "VALUES (%s, %s, %s, %s) ON CONFLICT (job_id) DO UPDATE SET "
+                    "INSERT INTO jobs (job_id, status, requested_us, owner, body) "
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (job_id) DO UPDATE SET "
                     "status = EXCLUDED.status, requested_us = EXCLUDED.requested_us, "
-                    "body = EXCLUDED.body",
+                    "owner = EXCLUDED.owner, body = EXCLUDED.body",
                     job_rows,
                 )
                 # Every copy of a chunk holds the same digits, whoever computed it: keep the first.

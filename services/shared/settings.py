@@ -88,6 +88,15 @@ class ApiSettings(BaseSettings):
     pi_jobs_projection_wait_seconds: float = 5.0
     # Downloads one client address may have under way at once; beyond, 429.
     pi_jobs_max_downloads_per_client: int = Field(default=8, ge=1)
+    # Decimals not stored yet that one client may have queued or running, and everyone.
+    pi_jobs_max_pending_decimals_per_client: int = Field(default=100_000_000, ge=1)
+    pi_jobs_max_queued_decimals: int = Field(default=1_000_000_000, ge=1)
+    # "name:key, ...": when set, every call about jobs needs one of the keys (Bearer).
+    pi_jobs_api_keys: SecretStr = SecretStr("")
+    # Origins whose pages may call the API (CORS), comma-separated; none by default.
+    pi_jobs_allowed_origins: str = ""
+    # Who may read /metrics (addresses or networks, comma-separated).
+    pi_jobs_metrics_networks: str = "127.0.0.0/8, ::1"
     # Processes serving the public address; 0: one per core but one, which the rest of the
     # system needs (on 2 cores, a second API process won nothing and tripled the p99 latency).
     pi_jobs_api_processes: int = Field(default=0, ge=0)

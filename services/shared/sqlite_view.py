@@ -8,20 +8,22 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from services.shared.events import DIGITS_PER_CHUNK, DigitsStored
-from services.shared.view import JobView, Positions, listing_query
+from services.shared.view import UNFINISHED_JOBS_QUERY, JobView, Positions, listing_query
 
 # The view holds nothing the log does not, so a new schema is not migrated: the writer drops the
 # old tables and the projector rebuilds the view from offset 0.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
     status TEXT NOT NULL,
     requested_us INTEGER NOT NULL,
+    owner TEXT,
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_newest_first ON jobs (requested_us DESC, job_id DESC);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, requested_us DESC, job_id DESC);
+CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, requested_us DESC, job_id DESC);
 CREATE TABLE IF NOT EXISTS digit_chunks (
     chunk_index INTEGER PRIMARY KEY,
     digits TEXT NOT NULL
@@ -111,10 +113,17 @@ class SqliteView:
         return None if row is None else JobView.model_validate_json(row[0])
 
     def list_jobs(
-        self, status: str | None, limit: int, before: tuple[int, str] | None
+        self,
+        status: str | None,
+        limit: int,
+        before: tuple[int, str] | None,
+        owner: str | None = None,
     ) -> list[JobView]:
-        """Newest first; `before` is the (requested_us, job_id) of the last job of a page."""
-        rows = self._db.execute(*listing_query(status, limit, before, "?"))
+        rows = self._db.execute(*listing_query(status, limit, before, owner, "?"))
+        return [JobView.model_validate_json(body) for (body,) in rows]
+
+    def unfinished_jobs(self) -> list[JobView]:
+        rows = self._db.execute(UNFINISHED_JOBS_QUERY)
         return [JobView.model_validate_json(body) for (body,) in rows]
 
     def count_by_status(self) -> dict[str, int]:
@@ -177,9 +186,9 @@ class SqliteView:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
-                "INSERT OR REPLACE INTO jobs (job_id, status, requested_us, body) "
-                "VALUES (?, ?, ?, ?)",
-                [(j.job_id, j.status, j.requested_us, j.model_dump_json()) for j in jobs],
+                "INSERT OR REPLACE INTO jobs (job_id, status, requested_us, owner, body) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(j.job_id, j.status, j.requested_us, j.owner, j.model_dump_json()) for j in jobs],
             )
             # Every copy of a chunk holds the same digits, whoever computed it: keep the first.
             db.executemany(

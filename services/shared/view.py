@@ -35,6 +35,7 @@ class JobView(BaseModel):
     digits_source: str | None = None
     compute_seconds: float | None = None
     error: str | None = None
+    owner: str | None = None
 
     @property
     def requested_us(self) -> int:
@@ -62,8 +63,19 @@ class ViewReader(Protocol):
     def load_jobs(self, job_ids: Iterable[str]) -> dict[str, JobView]: ...
 
     def list_jobs(
-        self, status: str | None, limit: int, before: tuple[int, str] | None
-    ) -> list[JobView]: ...
+        self,
+        status: str | None,
+        limit: int,
+        before: tuple[int, str] | None,
+        owner: str | None = None,
+    ) -> list[JobView]:
+        """Newest first; `before` is the (requested_us, job_id) of the last job of a page;
+        with `owner`, only that owner's jobs."""
+        ...
+
+    def unfinished_jobs(self) -> list[JobView]:
+        """The jobs queued or in progress."""
+        ...
 
     def count_by_status(self) -> dict[str, int]: ...
 
@@ -104,13 +116,23 @@ async def read_view(
     return read(*args, **kwargs)
 
 
+UNFINISHED_JOBS_QUERY = "SELECT body FROM jobs WHERE status IN ('queued', 'in_progress')"
+
+
 def listing_query(
-    status: str | None, limit: int, before: tuple[int, str] | None, mark: str
+    status: str | None,
+    limit: int,
+    before: tuple[int, str] | None,
+    owner: str | None,
+    mark: str,
 ) -> tuple[str, list[str | int]]:
     """The SQL (with `mark` as the parameter placeholder) that lists jobs newest first, from
     after `before`, the (requested_us, job_id) of the last job of the previous page."""
     where: list[str] = []
     params: list[str | int] = []
+    if owner is not None:
+        where.append(f"owner = {mark}")
+        params.append(owner)
     if status is not None:
         where.append(f"status = {mark}")
         params.append(status)

@@ -19,7 +19,8 @@ BIG = 20_000_000
 
 
 def status(client: httpx.Client, job_id: str) -> dict[str, object]:
-    response = client.get(f"/pi_job/{job_id}")
+    """With the worker that ran the job."""
+    response = client.get(f"/pi_job/{job_id}", params={"include": "worker"})
     assert response.status_code == 200, response.text
     body: dict[str, object] = response.json()
     return body

@@ -197,6 +197,22 @@ def test_jobs_are_listed_newest_first_by_page_and_status(store: Store) -> None:
     assert view.list_jobs("failed", 10, None) == []
 
 
+def test_jobs_are_listed_by_owner_and_unfinished_ones_are_found(store: Store) -> None:
+    view = store.open(writer=True)
+    statuses = ["queued", "in_progress", "complete", "cancelled", "queued", "failed"]
+    jobs = [
+        job(f"j{i}", i, status).model_copy(update={"owner": "alice" if i % 2 else "bob"})
+        for i, status in enumerate(statuses)
+    ]
+    view.commit(jobs, [], {})
+    assert [j.job_id for j in view.list_jobs(None, 10, None, "alice")] == ["j5", "j3", "j1"]
+    assert [j.job_id for j in view.list_jobs("queued", 10, None, "bob")] == ["j4", "j0"]
+    assert [j.job_id for j in view.list_jobs(None, 1, cursor(jobs[4]), "bob")] == ["j2"]
+    assert view.list_jobs(None, 10, None, "carol") == []
+    unfinished = {j.job_id: j.owner for j in view.unfinished_jobs()}
+    assert unfinished == {"j0": "bob", "j1": "alice", "j4": "bob"}
+
+
 def test_jobs_requested_at_the_same_moment_are_ordered_by_id(store: Store) -> None:
     view = store.open(writer=True)
     view.commit([job(job_id, 0) for job_id in ("b", "B", "a", "ab")], [], {})

@@ -21,7 +21,7 @@ from services.shared.events import (
 def test_events_round_trip_with_type_and_version() -> None:
     event = JobRequested(job_id="a", num=12, idempotency_key="k")
     document = json.loads(encode(event))
-    assert document["type"] == "JobRequested" and document["version"] == 2
+    assert document["type"] == "JobRequested" and document["version"] == 3
     assert decode_job_event(encode(event)) == event
 
 
@@ -33,7 +33,17 @@ def test_a_v1_job_requested_written_before_v2_is_upcast() -> None:
     )
     event = decode_job_event(v1)
     assert isinstance(event, JobRequested)
-    assert (event.version, event.num, event.idempotency_key) == (2, 12, None)
+    assert (event.version, event.num, event.idempotency_key, event.owner) == (3, 12, None, None)
+
+
+def test_a_v2_job_requested_written_before_owners_is_upcast() -> None:
+    v2 = (
+        b'{"version":2,"occurred_at":"2026-12-01T16:49:59.765646Z","type":"JobRequested",'
+        b'"job_id":"01a22d62dd5e6d2e37528e49aa64f7ec","num":12,"idempotency_key":"k"}'
+    )
+    event = decode_job_event(v2)
+    assert isinstance(event, JobRequested)
+    assert (event.version, event.idempotency_key, event.owner) == (3, "k", None)
 
 
 @pytest.mark.parametrize(
@@ -92,7 +102,7 @@ def test_fields_added_by_newer_code_are_ignored() -> None:
     ("raw", "decode"),
     [
         (
-            b'{"type": "JobRequested", "version": 3, "job_id": "a", "num": 1, "lane": "x"}',
+            b'{"type": "JobRequested", "version": 4, "job_id": "a", "num": 1, "lane": "x"}',
             decode_job_event,
         ),
         (b'{"type": "JobCancelled", "version": 7, "job_id": "a"}', decode_job_event),

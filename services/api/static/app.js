@@ -17,8 +17,13 @@ const $ = (id) => document.getElementById(id);
 let watched = null; // the job being followed: {id, source, timer}
 let shown = null; // the id of the job on screen
 
+// The API key, when the server requires one: kept in this browser only.
+const KEY_STORAGE = "pi-jobs-api-key";
+const apiKey = () => localStorage.getItem(KEY_STORAGE) || "";
+const withKey = (headers) => (apiKey() ? { ...headers, Authorization: `Bearer ${apiKey()}` } : headers);
+
 async function call(method, path, body) {
-  const options = { method, headers: { Accept: "application/json" } };
+  const options = { method, headers: withKey({ Accept: "application/json" }) };
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
@@ -30,6 +35,12 @@ async function call(method, path, body) {
     throw new Error("The service cannot be reached: try again shortly.");
   }
   const answer = await response.json().catch(() => null);
+  if (response.status === 401) {
+    $("key-box").open = true;
+    const error = new Error("This service requires an API key: enter yours under “API key”.");
+    error.status = 401;
+    throw error;
+  }
   if (!response.ok || !answer || answer.success === false) {
     const error = new Error(answer?.error || `The service answered HTTP ${response.status}.`);
     error.status = response.status;
@@ -65,7 +76,26 @@ function downloadLink(id, text) {
   link.href = `download_pi_job/${id}`;
   link.download = `digits_of_pi_${id}.zip`;
   link.textContent = text;
+  link.addEventListener("click", downloadWithKey);
   return link;
+}
+
+// A link cannot send the key: with one, the zip is fetched, then saved from memory.
+async function downloadWithKey(event) {
+  if (!apiKey()) return;
+  event.preventDefault();
+  const link = event.currentTarget;
+  try {
+    const response = await fetch(link.href, { headers: withKey({}) });
+    if (!response.ok) throw new Error(`The download failed: HTTP ${response.status}.`);
+    const saved = document.createElement("a");
+    saved.href = URL.createObjectURL(await response.blob());
+    saved.download = link.download;
+    saved.click();
+    setTimeout(() => URL.revokeObjectURL(saved.href), 60_000);
+  } catch (error) {
+    showMessage(error.message);
+  }
 }
 
 function render(job) {
@@ -160,7 +190,8 @@ function watch(id) {
   const current = { id, source: null, timer: 0 };
   watched = current;
   history.replaceState(null, "", `#job=${id}`);
-  if (!("EventSource" in window)) return poll(current);
+  // EventSource cannot send the key: with one, the page polls.
+  if (!("EventSource" in window) || apiKey()) return poll(current);
   const source = new EventSource(`pi_job/${id}/events`);
   current.source = source;
   source.addEventListener("status", (event) => {
@@ -267,6 +298,19 @@ function watchFromHash() {
   if (match) watch(match[1]);
 }
 
+function saveKey(event) {
+  event.preventDefault();
+  const key = $("api-key").value.trim();
+  if (key) localStorage.setItem(KEY_STORAGE, key);
+  else localStorage.removeItem(KEY_STORAGE);
+  $("key-state").textContent = key ? "Saved in this browser." : "No key: fine for a local service.";
+  showMessage("");
+  refreshRecent();
+}
+
+$("api-key").value = apiKey();
+$("key-form").addEventListener("submit", saveKey);
+$("job-download").addEventListener("click", downloadWithKey);
 $("submit-form").addEventListener("submit", submit);
 $("job-cancel").addEventListener("click", cancel);
 window.addEventListener("hashchange", watchFromHash);

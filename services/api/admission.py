@@ -1,0 +1,77 @@
+"""Admission by cost: how much computation one client may have waiting, and the whole queue.
+
+A job costs the decimals it asks for when they are not stored yet; a job the stored digits
+answer costs nothing. Each owner (an API key, or a client address) may have a budget of such
+decimals queued or running, and the queue as a whole a cap; beyond them, 429.
+
+Only costly submissions are checked, one at a time in each API process: each reads the view
+after a read barrier (so it sees every job acknowledged before it) and is answered once the view
+shows it, so two cannot both fit in the last of a budget. API processes do not wait for each
+other: with P processes, a budget may be passed by at most P - 1 jobs submitted at the same
+instant.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from services.shared.view import JobView, ViewReader, read_view
+from services.shared.web import ApiError
+
+RETRY_AFTER_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class CostLimits:
+    per_owner: int  # decimals to compute, queued or running, of one owner
+    queued: int  # of everyone
+
+
+def refusal(
+    owner: str, num: int, unfinished: Iterable[JobView], stored: int, limits: CostLimits
+) -> str | None:
+    """Why a job of `num` decimals from `owner` is refused now, or None to accept it."""
+    costly = [job for job in unfinished if job.num > stored]
+    mine = [job for job in costly if job.owner == owner]
+    my_decimals = sum(job.num for job in mine)
+    queued = sum(job.num for job in costly)
+    if my_decimals + num > limits.per_owner:
+        return (
+            f"{len(mine)} of your jobs are queued or running ({my_decimals:,} decimals to "
+            f"compute); with {num:,} more you would pass your budget of {limits.per_owner:,}: "
+            "retry when one has finished (or cancel one)"
+        )
+    if queued + num > limits.queued:
+        return (
+            f"the queue holds {queued:,} decimals to compute, its most is {limits.queued:,}: "
+            f"retry in a few minutes"
+        )
+    return None
+
+
+class Admission:
+    def __init__(
+        self, limits: CostLimits, view: ViewReader, catch_up: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._limits = limits
+        self._view = view
+        self._catch_up = catch_up  # until the view shows every job acknowledged before now
+        self._costly = asyncio.Lock()
+
+    @asynccontextmanager
+    async def admit(self, owner: str, num: int) -> AsyncIterator[bool]:
+        """Enter to submit a job: refused with a 429, or admitted. Yields whether the job is
+        costly; a costly job must be in the view before the block ends."""
+        view = self._view
+        if num <= await read_view(view, view.stored_digits):
+            yield False
+            return
+        async with self._costly:
+            await self._catch_up()
+            unfinished = await read_view(view, view.unfinished_jobs)
+            stored = await read_view(view, view.stored_digits)
+            why = refusal(owner, num, unfinished, stored, self._limits)
+            if why is not None:
+                raise ApiError(429, why, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+            yield True

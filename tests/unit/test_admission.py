@@ -1,0 +1,51 @@
+"""Admission by cost: which submissions one owner, and everyone, may add to the queue."""
+
+from datetime import UTC, datetime
+
+from services.api.admission import CostLimits, refusal
+from services.shared.view import JobView
+
+LIMITS = CostLimits(per_owner=100, queued=250)
+STORED = 10
+
+
+def job(owner: str, num: int, status: str = "queued") -> JobView:
+    return JobView.model_validate(
+        {
+            "job_id": f"{owner}-{num}",
+            "num": num,
+            "status": status,
+            "requested_at": datetime(2026, 1, 1, tzinfo=UTC),
+            "owner": owner,
+        }
+    )
+
+
+def test_an_owner_may_fill_its_budget_and_no_more() -> None:
+    pending = [job("alice", 60, "in_progress"), job("alice", 30)]
+    assert refusal("alice", 10, pending, STORED, LIMITS) is None
+    why = refusal("alice", 11, pending, STORED, LIMITS)
+    assert why is not None and "2 of your jobs" in why and "90 decimals" in why
+
+
+def test_jobs_the_stored_digits_answer_cost_nothing() -> None:
+    pending = [job("alice", STORED)] * 50
+    assert refusal("alice", STORED, pending, STORED, LIMITS) is None
+    assert refusal("alice", 100, pending, STORED, LIMITS) is None
+
+
+def test_one_owner_budget_leaves_others_theirs() -> None:
+    pending = [job("alice", 100)]
+    assert refusal("alice", 11, pending, STORED, LIMITS) is not None
+    assert refusal("bob", 100, pending, STORED, LIMITS) is None
+
+
+def test_the_whole_queue_has_a_cap() -> None:
+    pending = [job("alice", 100), job("bob", 100)]
+    assert refusal("carol", 50, pending, STORED, LIMITS) is None
+    why = refusal("carol", 51, pending, STORED, LIMITS)
+    assert why is not None and "the queue holds 200 decimals" in why
+
+
+def test_a_job_larger_than_a_budget_is_refused_even_alone() -> None:
+    assert refusal("alice", 101, [], STORED, LIMITS) is not None
