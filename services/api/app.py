@@ -22,7 +22,7 @@ from services.api.admission import Admission, CostLimits
 from services.api.browser_safety import PAGE_POLICY, BrowserSafety
 from services.api.callers import ApiKeys
 from services.api.gateway import Downloads, DownloadSlots, respond_then
-from services.api.hot_paths import HotPaths, header
+from services.api.hot_paths import HotPaths
 from services.api.jobs import Jobs, cancel_job, current_status, submit_job
 from services.api.listing import MAX_PAGE, list_jobs
 from services.api.live import status_events
@@ -47,7 +47,7 @@ from services.shared.runtime import die_with_parent, stop_if_it_fails
 from services.shared.settings import ApiSettings, KafkaSettings, ViewSettings, ZipCacheSettings
 from services.shared.view import JobStatus, ViewReader, read_view
 from services.shared.view_stores import open_view
-from services.shared.web import ApiError, install_error_handlers
+from services.shared.web import ApiError, header, install_error_handlers
 from services.shared.zip_cache import ZipCache
 
 log = logging.getLogger("api")

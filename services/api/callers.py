@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from starlette.types import Scope
 
-from services.shared.web import ApiError
+from services.shared.web import ApiError, header
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class ApiKeys:
         address = client[0] if client else "unknown"
         if not self.required:
             return Caller(address, address_owner(address), keyed=False)
-        owner = self._owner(_header(scope, b"authorization"))
+        owner = self._owner(header(scope, b"authorization"))
         if owner is None:
             raise ApiError(
                 401,
@@ -79,10 +79,3 @@ class ApiKeys:
             if hmac.compare_digest(digest, wanted):
                 found = owner
         return found
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.shared.web import UNEXPECTED_ERROR, ApiError, error_response
+from services.shared.web import UNEXPECTED_ERROR, ApiError, error_response, header
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,3 @@ async def _answered(call: Awaitable[Response]) -> Response:
     except Exception:
         log.exception("unexpected error")
         return error_response(500, UNEXPECTED_ERROR)
-
-
-def header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None

@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import Scope
 
 from services.shared.job_ids import is_job_id
 from services.shared.view import JobView, ViewReader
@@ -81,3 +82,11 @@ def find_job(job_id: str, view: ViewReader) -> JobView:
 
 def job_not_found(job_id: str) -> ApiError:
     return ApiError(404, f"no job with id {job_id[:80]!r}")
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """A request header from the raw ASGI scope (cheaper than building a Request)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
