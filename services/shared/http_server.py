@@ -144,7 +144,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self.cycle is None or self.cycle.response_complete:
+        # Unless an answer is half sent, the client is told why (a head or a body trickling in).
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
             seconds = _this_process_policy().request_seconds
             message = f"the request did not arrive within {seconds:g} s"
             self.transport.write(_json_answer("408 Request Timeout", message))
@@ -177,6 +179,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._head_bytes > MAX_HEAD_BYTES:
             self._refusal = f"request line and headers over {MAX_HEAD_BYTES} bytes"
             raise _Refused(self._refusal)
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """No WebSockets here ("ws": "none"): an Upgrade request is served as plain HTTP,
+        without uvicorn's two warning lines per request, which a client could flood the log
+        with."""
 
     def send_400_response(self, msg: str) -> None:
         reason = self._refusal or msg
@@ -215,6 +222,9 @@ def server_options() -> dict[str, Any]:
     return {
         "loop": "uvloop",
         "http": GuardedHttpProtocol,
+        # No WebSocket routes: a connection handed to a WebSocket protocol would leave this
+        # protocol's accounting (connection_lost would never run for it).
+        "ws": "none",
         "log_config": None,
         "access_log": False,
         "server_header": False,
