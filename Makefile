@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JARS := deploy/kafka/libs/.complete
 
-.PHONY: install test-tools postgresql browser run test test-unit test-integration test-e2e lint format bench bench-load bench-huge lock replay \
+.PHONY: install test-tools postgresql browser run test test-unit test-integration test-e2e lint format bench bench-load bench-hostile bench-huge lock replay \
         kafka kafka-cluster api calculator projector downloader clean status restart stop soak
 
 install: $(INSTALLED) $(JARS)
@@ -91,6 +91,10 @@ bench-load: install
 	@command -v npm >/dev/null || { echo "make bench-load needs Node.js and npm"; exit 1; }
 	cd bench/peers/original && npm ci --no-audit --no-fund --silent
 	$(BIN)/python -m bench.bench_load $(BENCH_ARGS)
+
+# One hostile client (slowloris, 20,000 idle connections, slow downloads) beside a polite one.
+bench-hostile: install
+	$(BIN)/python -m bench.bench_hostile $(BENCH_ARGS)
 
 # A 100,000,000-digit job end to end: time and peak memory of each service.
 bench-huge: install

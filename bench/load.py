@@ -84,12 +84,12 @@ def require_wrk() -> None:
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
     pids = [pid]
     children = Path(f"/proc/{pid}/task/{pid}/children")
     try:
         for child in children.read_text().split():
-            pids += _tree(int(child))
+            pids += process_tree(int(child))
     except OSError:
         pass
     return pids
@@ -98,7 +98,7 @@ def _tree(pid: int) -> list[int]:
 def cpu_seconds(pid: int) -> float:
     """CPU time used so far by `pid` and its live descendants."""
     total = 0
-    for member in _tree(pid):
+    for member in process_tree(pid):
         try:
             fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
