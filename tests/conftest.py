@@ -1,4 +1,5 @@
-"""Shared fixtures: one real Kafka broker for the session, a topic prefix per test, free ports.
+"""Shared fixtures: one real Kafka broker for the session, a topic prefix per test, free ports,
+spans kept in memory.
 
 The broker is KAFKA_BOOTSTRAP_SERVERS when set, else a testcontainers Kafka when a Docker engine
 answers, else the project's own broker from deploy/kafka/ started on free ports.
@@ -15,9 +16,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from deploy.kafka.local_broker import LocalBroker, free_port
 from deploy.postgres.local_postgres import LocalPostgres
+from services.shared import tracing
 from services.shared.settings import KafkaSettings
 
 
@@ -87,3 +92,17 @@ def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
 @pytest.fixture
 def view_path(tmp_path: Path) -> Path:
     return tmp_path / "view.sqlite3"
+
+
+@pytest.fixture
+def traced() -> Iterator[InMemorySpanExporter]:
+    """Tracing on in this process for the test, every finished span kept in the exporter."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.use(None)
+        provider.shutdown()

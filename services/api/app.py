@@ -39,6 +39,7 @@ from services.api.statuses import (
 )
 from services.api.submission import read_num
 from services.api.watcher import ViewWatcher
+from services.shared import tracing
 from services.shared.connections import in_networks, parse_networks
 from services.shared.downloads import require_complete
 from services.shared.logs import configure_logging
@@ -74,6 +75,7 @@ def app_from_environment() -> ASGIApp:
     # port from a restarted one.
     die_with_parent(signal.SIGKILL)
     configure_logging("api")
+    tracing.configure("api")
     view = open_view(ViewSettings().view_url)
     return create_app(ApiSettings(), KafkaSettings(), view, ZipCacheSettings())
 
@@ -120,7 +122,7 @@ def create_app(
     keys = ApiKeys(api.pi_jobs_api_keys.get_secret_value())
     metrics_networks = parse_networks(api.pi_jobs_metrics_networks)
     jobs = Jobs(
-        publisher.publish,
+        tracing.publishing(publisher.publish),
         view,
         watcher,
         log_ends.read,
@@ -145,6 +147,8 @@ def create_app(
             b'{"success":true,"job_id":"' + job_id.encode() + b'"}', media_type="application/json"
         )
 
+    submit = tracing.serving("POST /pi_job", submission)  # where a job's trace starts
+
     async def status(scope: Scope, job_id: str) -> Response:
         caller = keys.caller(scope)
         rendered = await current_status(job_id, caller, jobs, finished, _with_worker(scope))
@@ -162,7 +166,7 @@ def create_app(
             str | None, Header(json_schema_extra={"pattern": _IDEMPOTENCY_KEY.pattern})
         ] = None,
     ) -> Response:
-        return await submission(request)
+        return await submit(request)
 
     @app.get("/pi_job/{job_id}", response_model=JobStatusBody)
     async def get_job(
@@ -241,7 +245,7 @@ def create_app(
     hot_paths = HotPaths(
         app,
         status=status,
-        submit=submission,
+        submit=submit,
         status_route=_route(app, "/pi_job/{job_id}", "GET"),
         submit_route=_route(app, "/pi_job", "POST"),
     )

@@ -20,6 +20,7 @@ from services.calculator.handler import CalculatorDeps
 from services.calculator.progress import CostModel
 from services.calculator.runner import JobRunner
 from services.calculator.stored_digits import StoredDigits
+from services.shared import tracing
 from services.shared.events import (
     DigitsStored,
     JobCancelled,
@@ -132,6 +133,7 @@ async def _dispatch(
     known_stored = work.stored.known
     served: list[JobRequested] = []
     served_offsets: list[int] = []
+    served_traces: list[tuple[str, tracing.ReceivedHeaders]] = []
     for record in records:
         try:
             event = decode_job_event(record.value)
@@ -145,17 +147,21 @@ async def _dispatch(
         if isinstance(event, JobRequested) and event.num <= known_stored:
             served.append(event)
             served_offsets.append(record.offset)
+            served_traces.append((event.job_id, record.headers))
             continue
         if isinstance(event, JobRequested):
-            await work.runner.start(event, tp, _finisher(work.committer, tp, [record.offset]))
+            # The job's task continues the trace its request carried (it copies the context).
+            with tracing.continuing([(event.job_id, record.headers)]):
+                await work.runner.start(event, tp, _finisher(work.committer, tp, [record.offset]))
             continue
         if isinstance(event, JobCancelled) and work.runner.cancel_job(event.job_id):
             log.info("job cancelled", extra={"job_id": event.job_id})
         work.committer.finished(tp, record.offset)
     if served:
-        await work.runner.serve_from_stored(
-            served, tp, _finisher(work.committer, tp, served_offsets)
-        )
+        with tracing.continuing(served_traces):
+            await work.runner.serve_from_stored(
+                served, tp, _finisher(work.committer, tp, served_offsets)
+            )
 
 
 def _finisher(committer: Committer, tp: TopicPartition, offsets: list[int]) -> Callable[[], None]:
@@ -168,6 +174,7 @@ def _finisher(committer: Committer, tp: TopicPartition, offsets: list[int]) -> C
 
 def main() -> None:
     configure_logging("calculator")
+    tracing.configure("calculator")
     run_until_stopped(run(KafkaSettings(), CalculatorSettings()))
 
 

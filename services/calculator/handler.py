@@ -8,7 +8,10 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from opentelemetry.trace import SpanKind
+
 from services.calculator.progress import CostModel, ProgressTracker
+from services.shared import tracing
 from services.shared.events import (
     DIGITS_PER_CHUNK,
     DigitsStored,
@@ -84,12 +87,18 @@ def _job(event: JobRequested) -> dict[str, object]:
 
 
 async def handle_job_requested(event: JobRequested, deps: CalculatorDeps) -> None:
-    job = _job(event)
     if event.num <= await deps.stored_digits(event.num):
         await serve_from_stored([event], deps)
         return
-    started_event = JobStarted(job_id=event.job_id, worker=deps.worker)
     target = whole_chunks(event.num)
+    # From the queue for the large lane to the outcome; the job's events and digits carry it.
+    with tracing.span("compute", event.job_id, SpanKind.CONSUMER, num=event.num, target=target):
+        await _compute(event, target, deps)
+
+
+async def _compute(event: JobRequested, target: int, deps: CalculatorDeps) -> None:
+    job = _job(event)
+    started_event = JobStarted(job_id=event.job_id, worker=deps.worker)
     async with deps.compute_slot(target):  # the job stays queued while it waits here
         await deps.publish_job_events(started_event)
         log.info("computing digits", extra={**job, "computing": target})

@@ -3,11 +3,13 @@
 import asyncio
 import contextlib
 import logging
+import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from services.projector.handler import LogRecord, decode_batch, project_batch
+from services.shared import tracing
 from services.shared.held_partitions import HeldPartitions
 from services.shared.kafka import (
     connect_with_retry,
@@ -103,6 +105,7 @@ async def _project(
             _seek_to_view(consumer, store)
             log.info("switched to a rebuilt view", extra={"view": generation})
             continue
+        started_ns = time.time_ns()
         records = [
             LogRecord(r.topic, r.partition, r.offset, r.key, r.value)
             for batch in batches.values()
@@ -119,6 +122,9 @@ async def _project(
             await asyncio.to_thread(project_batch, store, decoded)
         else:
             project_batch(store, decoded)
+        # Each record written that carries a job's trace: a span of this batch's write, in it.
+        written = (r for rs in batches.values() for r in rs if decoded.read_past(r))
+        tracing.applied("apply", written, started_ns)
         for (topic, partition), (offset, newer) in decoded.held.items():
             held.hold(TopicPartition(topic, partition), offset, newer)
         read_up_to.update({TopicPartition(*tp): at for tp, at in decoded.positions.items()})
@@ -132,6 +138,7 @@ async def _project(
 
 def main() -> None:
     configure_logging("projector")
+    tracing.configure("projector")
     store = open_view(ViewSettings().view_url, writer=True)
     run_until_stopped(run(KafkaSettings(), store))
 

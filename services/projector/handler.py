@@ -12,6 +12,7 @@ from services.shared.events import (
     decode_digits,
     decode_job_event,
 )
+from services.shared.kafka import DeliveredRecord
 from services.shared.metrics import JOB_SECONDS, size_label
 from services.shared.view import TERMINAL_STATUSES, JobView, ViewStore
 
@@ -38,6 +39,10 @@ class DecodedBatch:
     # (topic, partition) -> (offset, why) of a record this code is too old to read: the view
     # stops there on that partition, until an upgraded projector reads it.
     held: dict[tuple[str, int], tuple[int, NewerEvent]] = field(default_factory=dict)
+
+    def read_past(self, record: DeliveredRecord) -> bool:
+        """Whether the batch moves the view past the record (not held back as too new)."""
+        return record.offset < self.positions.get((record.topic, record.partition), 0)
 
 
 def decode_batch(records: list[LogRecord], digits_topic: str) -> DecodedBatch:

@@ -10,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from services.shared import tracing
 from services.shared.events import Event, JobEvent, encode
 from services.shared.settings import KafkaSettings
 
@@ -180,7 +181,11 @@ async def publish(
 ) -> tuple[int, int]:
     """Publish and wait for the broker's acknowledgement; returns (partition, offset)."""
     metadata = await producer.send_and_wait(
-        topic, value=encode(event), key=key.encode(), partition=partition
+        topic,
+        value=encode(event),
+        key=key.encode(),
+        partition=partition,
+        headers=tracing.record_headers(key),
     )
     return metadata.partition, metadata.offset
 
@@ -192,7 +197,12 @@ async def publish_in_order(producer: AIOKafkaProducer, topic: str, events: list[
     included, so a job's events arrive in order without a round trip each.
     """
     acknowledged = [
-        await producer.send(topic, value=encode(event), key=event.job_id.encode())
+        await producer.send(
+            topic,
+            value=encode(event),
+            key=event.job_id.encode(),
+            headers=tracing.record_headers(event.job_id),
+        )
         for event in events
     ]
     await asyncio.gather(*acknowledged)
