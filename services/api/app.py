@@ -47,7 +47,7 @@ from services.shared.runtime import die_with_parent, stop_if_it_fails
 from services.shared.settings import ApiSettings, KafkaSettings, ViewSettings, ZipCacheSettings
 from services.shared.view import JobStatus, ViewReader, read_view
 from services.shared.view_stores import open_view
-from services.shared.web import ApiError, install_error_handlers
+from services.shared.web import ApiError, install_error_handlers, readiness
 from services.shared.zip_cache import ZipCache
 
 log = logging.getLogger("api")
@@ -228,10 +228,7 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        problems = await check_readiness(kafka, publisher.producer, downloader)
-        if problems:
-            return JSONResponse({"success": False, "error": "; ".join(problems)}, status_code=503)
-        return JSONResponse({"success": True})
+        return readiness(await check_readiness(kafka, publisher.producer, downloader))
 
     metrics_route(
         app,

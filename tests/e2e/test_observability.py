@@ -45,8 +45,7 @@ def test_health_readiness_and_metrics_on_every_service(
     }
     for service, url in ops.items():
         assert httpx.get(f"{url}/healthz").json() == {"success": True}, service
-        if service != "downloader":
-            wait_until(partial(_ready, url), 60, f"{service} ready")
+        wait_until(partial(_ready, url), 60, f"{service} ready")
         response = httpx.get(f"{url}/metrics")
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain"), service
