@@ -38,11 +38,12 @@ from services.api.statuses import (
     list_json,
 )
 from services.api.submission import read_num
+from services.api.view_gauges import view_gauges
 from services.api.watcher import ViewWatcher
 from services.shared.connections import in_networks, parse_networks
 from services.shared.downloads import require_complete
 from services.shared.logs import configure_logging
-from services.shared.metrics import CountRequests, metrics_route, view_gauges
+from services.shared.metrics import CountRequests, metrics_route
 from services.shared.runtime import die_with_parent, stop_if_it_fails
 from services.shared.settings import ApiSettings, KafkaSettings, ViewSettings, ZipCacheSettings
 from services.shared.view import JobStatus, ViewReader, read_view

@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from services.calculator.metrics import DIGITS_COMPUTED, JOBS_FINISHED, JOBS_FROM_STORED
 from services.calculator.progress import CostModel, ProgressTracker
 from services.shared.events import (
     DIGITS_PER_CHUNK,
@@ -19,7 +20,6 @@ from services.shared.events import (
     JobRequested,
     JobStarted,
 )
-from services.shared.metrics import DIGITS_COMPUTED, JOBS_FINISHED, JOBS_FROM_STORED
 
 log = logging.getLogger(__name__)
 
