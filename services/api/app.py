@@ -54,6 +54,7 @@ from services.shared.zip_cache import ZipCache
 log = logging.getLogger("api")
 
 _STATIC = Path(__file__).parent / "static"  # the web page: plain HTML, CSS and JS
+_PAGE_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": PAGE_POLICY}
 _CONNECT_BEFORE_SERVING_SECONDS = 5.0
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
@@ -114,7 +115,15 @@ def create_app(
         await downloader.aclose()
 
     # No redirects to a slash-less path: they would be built from the client's Host header.
-    app = FastAPI(title="pi-jobs", lifespan=lifespan, redirect_slashes=False)
+    # FastAPI's /docs and /redoc load their scripts from a CDN: /docs is served below instead.
+    app = FastAPI(
+        title="pi-jobs",
+        description="Digits of pi as asynchronous jobs: submit one, follow it, download its zip.",
+        lifespan=lifespan,
+        redirect_slashes=False,
+        docs_url=None,
+        redoc_url=None,
+    )
     install_error_handlers(app)
 
     quota = SubmissionQuota(api.pi_jobs_submissions_per_second, api.pi_jobs_submission_burst)
@@ -216,10 +225,12 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
-        return FileResponse(
-            _STATIC / "index.html",
-            headers={"Cache-Control": "no-cache", "Content-Security-Policy": PAGE_POLICY},
-        )
+        return FileResponse(_STATIC / "index.html", headers=_PAGE_HEADERS)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> FileResponse:
+        """The API's reference: a page of ours renders /openapi.json, with nothing from afar."""
+        return FileResponse(_STATIC / "docs.html", headers=_PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
 

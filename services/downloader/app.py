@@ -24,7 +24,8 @@ def text_pieces(view: ViewReader, num: int) -> Iterator[bytes]:
 
 
 def create_app(view: ViewReader, cache: ZipCache) -> FastAPI:
-    app = FastAPI(title="pi-jobs downloader", redirect_slashes=False)
+    # Its OpenAPI description, without FastAPI's /docs and /redoc (their scripts come from a CDN).
+    app = FastAPI(title="pi-jobs downloader", redirect_slashes=False, docs_url=None, redoc_url=None)
     install_error_handlers(app)
     install_metrics(app, "downloader")
     cache.remove_leftovers()

@@ -218,3 +218,28 @@ def test_the_api_refusing_a_number_shows_its_error(page: str, browser: webdriver
     assert message.get_attribute("role") == "alert"
     assert message.text.startswith("num must be a whole number from 1 to ")
     assert not browser.find_element(By.ID, "job").is_displayed()
+
+
+def test_the_api_reference_renders_from_this_server_alone(
+    stack: LocalStack, browser: webdriver.Chrome
+) -> None:
+    """/docs once loaded Swagger UI from a CDN and stayed blank without the internet."""
+    page = httpx.get(f"{stack.url}/docs", timeout=30)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "Content-Security-Policy" in page.headers  # only this server's scripts may run
+    assert "http://" not in page.text and "https://" not in page.text
+    browser.get(f"{stack.url}/docs")
+    submit_call = wait_for(browser, "#operations section", timeout=30)
+    assert submit_call.find_element(By.TAG_NAME, "h2").text == "POST /pi_job"
+    assert "1 to 100000000" in submit_call.text  # num's bounds, from the schema
+    headings = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#operations h2")]
+    assert {"GET /pi_job/{job_id}", "GET /pi_job/{job_id}/events", "DELETE /pi_job/{job_id}"} <= (
+        set(headings)
+    )
+    assert wait_for(browser, "#schema-JobStatusBody").is_displayed()
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map((entry) => entry.name)"
+    )
+    assert fetched and all(url.startswith(stack.url) for url in fetched), fetched
+    browser.save_screenshot(str(SCREENSHOT.with_stem("pi-jobs-docs")))
+    assert severe_console_messages(browser) == []
