@@ -12,7 +12,13 @@ from urllib.parse import parse_qs
 
 import httpx
 from fastapi import FastAPI, Header, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Scope
@@ -223,9 +229,12 @@ def create_app(
             raise
         return respond_then(response, release)
 
+    # The web page, told the largest num this API takes (its form checks it before sending).
+    page = (_STATIC / "index.html").read_text().replace("PI_JOBS_MAX_NUM", str(api.pi_jobs_max_num))
+
     @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(_STATIC / "index.html", headers=_PAGE_HEADERS)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page, headers=_PAGE_HEADERS)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> FileResponse:
