@@ -172,6 +172,12 @@ def show_jobs(jobs: list[JobStatus]) -> None:
         )
 
 
+def next_page(args: argparse.Namespace, cursor: str) -> str:
+    """The command that lists the next page: the same filters, from `cursor`."""
+    status = f" --status {args.status}" if args.status else ""
+    return f"pi-jobs list{status} --limit {args.limit} --cursor {cursor}"
+
+
 def wait_for(api: PiJobsApi, job_id: str, num: int) -> JobStatus:
     with job_progress(terminal_console(), num) as update:
         final = api.wait(job_id, update)
@@ -189,8 +195,19 @@ def fetch(api: PiJobsApi, job_id: str, output: Path | None) -> tuple[Path, str]:
         total = int(length) if length and length.isdigit() else None
         with download_progress(terminal_console(), target.name, total) as advance:
             sha256 = save_download(response, target, advance)
-    note(f"saved {target} (SHA-256 of the digits verified)")
     return target, sha256
+
+
+def say_saved(path: Path, as_json: bool) -> None:
+    """Scripts read the path alone on stdout; a person at a terminal, who sees both streams,
+    reads it once, in words."""
+    saved = f"saved {path} (SHA-256 of the digits verified)"
+    if not as_json and sys.stdout.isatty():
+        print(saved)
+        return
+    note(saved)
+    if not as_json:
+        print(path)
 
 
 def submit(args: argparse.Namespace, api: PiJobsApi) -> None:
@@ -212,8 +229,7 @@ def submit(args: argparse.Namespace, api: PiJobsApi) -> None:
     if args.download:
         path, sha256 = fetch(api, job_id, args.download)
         final = {**final, "path": str(path), "sha256": sha256}
-        if not args.json:
-            print(path)
+        say_saved(path, args.json)
     if args.json:
         emit_json(final)
 
@@ -229,10 +245,9 @@ def run(args: argparse.Namespace, api: PiJobsApi) -> int:
             show_status(status)
     elif args.command == "download":
         path, sha256 = fetch(api, args.job_id, args.output)
+        say_saved(path, args.json)
         if args.json:
             emit_json({"success": True, "job_id": args.job_id, "path": str(path), "sha256": sha256})
-        else:
-            print(path)
     elif args.command == "list":
         page = api.list_jobs(args.status, args.limit, args.cursor)
         if args.json:
@@ -240,7 +255,8 @@ def run(args: argparse.Namespace, api: PiJobsApi) -> int:
         else:
             show_jobs(page.get("jobs") or [])
             if page.get("next_cursor"):
-                note(f"more: pi-jobs list --cursor {page['next_cursor']}")
+                sys.stdout.flush()  # the hint comes after the table, even through a pipe
+                note(f"more jobs: {next_page(args, page['next_cursor'])}")
     elif args.command == "cancel":
         answer = api.cancel(args.job_id)
         if args.json:

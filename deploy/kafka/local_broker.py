@@ -327,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.command == "fetch":
-        print(ensure_jars())
+        libs = ensure_jars()
+        print(f"The Kafka broker's jars are in {libs.relative_to(REPO_ROOT)} (Maven fetched them).")
         return 0
     return _run(args)
 

@@ -12,7 +12,13 @@ from urllib.parse import parse_qs
 
 import httpx
 from fastapi import FastAPI, Header, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Scope
@@ -38,22 +44,24 @@ from services.api.statuses import (
     list_json,
 )
 from services.api.submission import read_num
+from services.api.view_gauges import view_gauges
 from services.api.watcher import ViewWatcher
 from services.shared import tracing
 from services.shared.connections import in_networks, parse_networks
 from services.shared.downloads import require_complete
 from services.shared.logs import configure_logging
-from services.shared.metrics import CountRequests, metrics_route, view_gauges
+from services.shared.metrics import CountRequests, metrics_route
 from services.shared.runtime import die_with_parent, stop_if_it_fails
 from services.shared.settings import ApiSettings, KafkaSettings, ViewSettings, ZipCacheSettings
 from services.shared.view import JobStatus, ViewReader, read_view
 from services.shared.view_stores import open_view
-from services.shared.web import ApiError, header, install_error_handlers
+from services.shared.web import ApiError, header, install_error_handlers, readiness
 from services.shared.zip_cache import ZipCache
 
 log = logging.getLogger("api")
 
 _STATIC = Path(__file__).parent / "static"  # the web page: plain HTML, CSS and JS
+_PAGE_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": PAGE_POLICY}
 _CONNECT_BEFORE_SERVING_SECONDS = 5.0
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
@@ -115,7 +123,15 @@ def create_app(
         await downloader.aclose()
 
     # No redirects to a slash-less path: they would be built from the client's Host header.
-    app = FastAPI(title="pi-jobs", lifespan=lifespan, redirect_slashes=False)
+    # FastAPI's /docs and /redoc load their scripts from a CDN: /docs is served below instead.
+    app = FastAPI(
+        title="pi-jobs",
+        description="Digits of pi as asynchronous jobs: submit one, follow it, download its zip.",
+        lifespan=lifespan,
+        redirect_slashes=False,
+        docs_url=None,
+        redoc_url=None,
+    )
     install_error_handlers(app)
 
     quota = SubmissionQuota(api.pi_jobs_submissions_per_second, api.pi_jobs_submission_burst)
@@ -217,12 +233,17 @@ def create_app(
             raise
         return respond_then(response, release)
 
+    # The web page, told the largest num this API takes (its form checks it before sending).
+    page = (_STATIC / "index.html").read_text().replace("PI_JOBS_MAX_NUM", str(api.pi_jobs_max_num))
+
     @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(
-            _STATIC / "index.html",
-            headers={"Cache-Control": "no-cache", "Content-Security-Policy": PAGE_POLICY},
-        )
+    def index() -> HTMLResponse:
+        return HTMLResponse(page, headers=_PAGE_HEADERS)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> FileResponse:
+        """The API's reference: a page of ours renders /openapi.json, with nothing from afar."""
+        return FileResponse(_STATIC / "docs.html", headers=_PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
 
@@ -232,10 +253,7 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        problems = await check_readiness(kafka, publisher.producer, downloader)
-        if problems:
-            return JSONResponse({"success": False, "error": "; ".join(problems)}, status_code=503)
-        return JSONResponse({"success": True})
+        return readiness(await check_readiness(kafka, publisher.producer, downloader))
 
     metrics_route(
         app,

@@ -21,6 +21,7 @@ from services.calculator.progress import CostModel
 from services.calculator.runner import JobRunner
 from services.calculator.stored_digits import StoredDigits
 from services.shared import tracing
+from services.shared.consumer_lag import track_consumer_lag
 from services.shared.events import (
     DigitsStored,
     JobCancelled,
@@ -41,7 +42,6 @@ from services.shared.kafka import (
     send_to_dead_letters,
 )
 from services.shared.logs import configure_logging
-from services.shared.metrics import track_consumer_lag
 from services.shared.ops_server import serve_ops
 from services.shared.runtime import run_until_stopped
 from services.shared.settings import CalculatorSettings, KafkaSettings

@@ -10,6 +10,7 @@ from typing import Literal, Protocol
 
 from opentelemetry.trace import SpanKind
 
+from services.calculator.metrics import DIGITS_COMPUTED, JOBS_FINISHED, JOBS_FROM_STORED
 from services.calculator.progress import CostModel, ProgressTracker
 from services.shared import tracing
 from services.shared.events import (
@@ -22,7 +23,6 @@ from services.shared.events import (
     JobRequested,
     JobStarted,
 )
-from services.shared.metrics import DIGITS_COMPUTED, JOBS_FINISHED, JOBS_FROM_STORED
 
 log = logging.getLogger(__name__)
 

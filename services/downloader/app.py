@@ -4,12 +4,12 @@ import asyncio
 from collections.abc import Iterator
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from services.shared.downloads import download_response, require_complete
 from services.shared.metrics import install_metrics
 from services.shared.view import ViewReader, read_view
-from services.shared.web import ApiError, find_job, install_error_handlers
+from services.shared.web import ApiError, find_job, install_error_handlers, readiness
 from services.shared.zip_cache import CompressedDigits, ZipCache
 
 _PIECE = 1 << 20
@@ -24,7 +24,8 @@ def text_pieces(view: ViewReader, num: int) -> Iterator[bytes]:
 
 
 def create_app(view: ViewReader, cache: ZipCache) -> FastAPI:
-    app = FastAPI(title="pi-jobs downloader", redirect_slashes=False)
+    # Its OpenAPI description, without FastAPI's /docs and /redoc (their scripts come from a CDN).
+    app = FastAPI(title="pi-jobs downloader", redirect_slashes=False, docs_url=None, redoc_url=None)
     install_error_handlers(app)
     install_metrics(app, "downloader")
     cache.remove_leftovers()
@@ -66,5 +67,15 @@ def create_app(view: ViewReader, cache: ZipCache) -> FastAPI:
     @app.get("/healthz")
     def healthz() -> dict[str, bool]:
         return {"success": True}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Ready: the view can be read and compressed digits written."""
+        problems = [problem for problem in (cache.problem(),) if problem]
+        try:
+            await read_view(view, view.stored_digits)
+        except Exception as error:  # the store's own: sqlite3's, psycopg's
+            problems.append(f"the view cannot be read ({type(error).__name__})")
+        return readiness(problems)
 
     return app

@@ -10,6 +10,7 @@ from aiokafka.errors import KafkaError
 
 from services.projector.handler import LogRecord, decode_batch, project_batch
 from services.shared import tracing
+from services.shared.consumer_lag import track_consumer_lag
 from services.shared.held_partitions import HeldPartitions
 from services.shared.kafka import (
     connect_with_retry,
@@ -19,7 +20,6 @@ from services.shared.kafka import (
     send_to_dead_letters,
 )
 from services.shared.logs import configure_logging
-from services.shared.metrics import track_consumer_lag
 from services.shared.ops_server import serve_ops
 from services.shared.runtime import run_until_stopped
 from services.shared.settings import KafkaSettings, ProjectorSettings, ViewSettings

@@ -1,7 +1,10 @@
 """Applies a batch of log records to the view: events folded per job, offsets in the same commit."""
 
 import logging
+import math
 from dataclasses import dataclass, field
+
+from prometheus_client import Histogram
 
 from services.projector.projection import apply_event
 from services.shared.events import (
@@ -13,10 +16,20 @@ from services.shared.events import (
     decode_job_event,
 )
 from services.shared.kafka import DeliveredRecord
-from services.shared.metrics import JOB_SECONDS, size_label
 from services.shared.view import TERMINAL_STATUSES, JobView, ViewStore
 
 log = logging.getLogger(__name__)
+
+JOB_SECONDS = Histogram(
+    "pi_jobs_job_duration_seconds",
+    "From request to completion, by size (decimals, rounded up to a power of ten)",
+    ["size"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+
+
+def size_label(num: int) -> str:
+    return f"1e{max(0, math.ceil(math.log10(num)))}"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ The new view is built beside the current one (SQLite: a file of its own; Postgre
 its own); when it has caught up with the log, the view is switched to it in one step (SQLite: the
 view's path, a symbolic link, is swapped; PostgreSQL: a one-row table names the generation).
 Readers follow within half a second and never see a half-built view; the projector notices the
-switch and goes on from where the rebuilt view ends.
+switch and goes on from where the rebuilt view ends. A few seconds later the replaced SQLite file
+is removed with its -wal and -shm (readers have closed their connections to it by then).
 """
 
 import asyncio
@@ -26,6 +27,9 @@ from services.shared.sqlite_view import SqliteView
 from services.shared.view import ViewStore
 
 log = logging.getLogger("replay")
+# How long the replaced view is left in place after the switch (every reader follows the link
+# within half a second; the projector at its next batch, within about a second).
+_FOLLOW_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -87,16 +91,19 @@ async def _behind(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) ->
 
 
 def switch_to(link: Path, file: Path) -> None:
-    """Point `link` at `file` in one step (rename is atomic), then drop older generations."""
-    previous = link.resolve()
+    """Point `link` at `file` in one step (rename is atomic)."""
     staged = link.with_name(link.name + ".switching")
     staged.unlink(missing_ok=True)
     staged.symlink_to(file.name)
     os.replace(staged, link)
-    # Readers may still be on the previous file for a moment; the ones before it are unused.
-    keep = {file.name, previous.name}
-    for old in link.parent.glob(f"{link.stem}-*.sqlite3*"):
-        if old.name.removesuffix("-wal").removesuffix("-shm") not in keep:
+
+
+def remove_replaced(link: Path, file: Path) -> None:
+    """Every view file but `file`, with its -wal and -shm: the generations before it, and what
+    a view at the link's own path (before the first replay) left. Call it once readers have
+    followed the link: they close what they had open of these files."""
+    for old in [*link.parent.glob(f"{link.stem}-*.sqlite3*"), *link.parent.glob(f"{link.name}-*")]:
+        if old.name.removesuffix("-wal").removesuffix("-shm") != file.name:
             old.unlink(missing_ok=True)
 
 
@@ -112,6 +119,9 @@ async def replay_sqlite(kafka: KafkaSettings, link: Path) -> Rebuilt:
     view.flush_to_disk()
     view.close()
     switch_to(link, file)
+    # Readers and the projector follow the link within a second or so.
+    await asyncio.sleep(_FOLLOW_SECONDS)
+    remove_replaced(link, file)
     return Rebuilt(file.name, events, seconds)
 
 

@@ -1,28 +1,26 @@
-"""Prometheus metrics, all named pi_jobs_*; each process serves its own at /metrics."""
+"""Prometheus metrics, all named pi_jobs_*; each process serves its own at /metrics.
 
-import asyncio
-import math
+Here are the HTTP metrics that every service has. A metric of one service is defined in that
+service (services/calculator/metrics.py, services/projector/handler.py, services/api/view_gauges.py,
+services/shared/consumer_lag.py for the consumers): defined here, every service would export it.
+"""
+
 import os
 import time
 from collections.abc import Callable
-from typing import get_args
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import IllegalStateError
 from fastapi import FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.shared.view import JobStatus, ViewReader
 from services.shared.web import ApiError
 
 HTTP_REQUESTS = Counter(
@@ -35,39 +33,9 @@ HTTP_SECONDS = Histogram(
     "Time to answer an HTTP request (to its first byte)",
     ["service", "route"],
 )
-JOBS_FINISHED = Counter(
-    "pi_jobs_jobs_finished_total", "Jobs a calculator finished", ["outcome", "digits_source"]
-)
-DIGITS_COMPUTED = Counter("pi_jobs_digits_computed_total", "Decimals of pi computed")
-JOBS_FROM_STORED = Counter(
-    "pi_jobs_jobs_served_from_stored_digits_total", "Jobs completed from digits already stored"
-)
-JOB_SECONDS = Histogram(
-    "pi_jobs_job_duration_seconds",
-    "From request to completion, by size (decimals, rounded up to a power of ten)",
-    ["size"],
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
-)
-# Read from the view at each scrape: with several API processes, the latest reading counts.
-JOBS_BY_STATE = Gauge(
-    "pi_jobs_jobs", "Jobs in the view, by state", ["state"], multiprocess_mode="mostrecent"
-)
-STORED_DIGITS = Gauge(
-    "pi_jobs_stored_digits",
-    "Leading decimals of pi stored in the view",
-    multiprocess_mode="mostrecent",
-)
-CONSUMER_LAG = Gauge(
-    "pi_jobs_consumer_lag", "Records not yet read by a consumer", ["group", "topic", "partition"]
-)
-
 
 # Anything else a client makes up counts as "other": labels must not grow without bound.
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
-
-
-def size_label(num: int) -> str:
-    return f"1e{max(0, math.ceil(math.log10(num)))}"
 
 
 def install_metrics(
@@ -154,29 +122,3 @@ def _registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry
-
-
-def view_gauges(view: ViewReader) -> Callable[[], None]:
-    """Sets the gauges read from the view, for a /metrics that serves them."""
-
-    def update() -> None:
-        counts = view.count_by_status()
-        for state in get_args(JobStatus):
-            JOBS_BY_STATE.labels(state).set(counts.get(state, 0))
-        STORED_DIGITS.set(view.stored_digits())
-
-    return update
-
-
-async def track_consumer_lag(consumer: AIOKafkaConsumer, group: str) -> None:
-    """Every few seconds, how far each assigned partition's end is ahead of the consumer."""
-    while True:
-        for tp in consumer.assignment():
-            end = consumer.highwater(tp)
-            try:
-                position = await consumer.position(tp)
-            except IllegalStateError:
-                continue  # no longer assigned: a rebalance happened meanwhile
-            if end is not None:
-                CONSUMER_LAG.labels(group, tp.topic, tp.partition).set(max(end - position, 0))
-        await asyncio.sleep(2)

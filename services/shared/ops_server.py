@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from services.shared.http_server import server_options
 from services.shared.metrics import install_metrics
+from services.shared.web import readiness
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,7 @@ def ops_app(service: str, problems: Callable[[], list[str]]) -> FastAPI:
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
-        found = problems()
-        if found:
-            return JSONResponse({"success": False, "error": "; ".join(found)}, status_code=503)
-        return JSONResponse({"success": True})
+        return readiness(problems())
 
     return app
 

@@ -1,4 +1,5 @@
-"""What both HTTP services share: errors as {"success": false, "error": "..."}, job lookups."""
+"""What the HTTP services share: errors as {"success": false, "error": "..."}, /readyz's answer,
+job lookups."""
 
 import logging
 
@@ -32,6 +33,13 @@ def error_response(
     return JSONResponse(
         {"success": False, "error": message}, status_code=status_code, headers=headers
     )
+
+
+def readiness(problems: list[str]) -> JSONResponse:
+    """What /readyz answers: 200, or 503 naming everything that is missing."""
+    if problems:
+        return error_response(503, "; ".join(problems))
+    return JSONResponse({"success": True})
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -109,6 +109,16 @@ class ZipCache:
                 total -= size
                 log.info("evicted compressed digits", extra={"path": path.name, "bytes": size})
 
+    def problem(self) -> str | None:
+        """Why files cannot be built here, if they cannot."""
+        try:
+            self._directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            return f"the zip cache {self._directory} cannot be created ({error.strerror})"
+        if not os.access(self._directory, os.W_OK | os.X_OK):
+            return f"the zip cache {self._directory} is not writable"
+        return None
+
     def remove_leftovers(self) -> None:
         """Temporary files of builds cut short (a crash): never served, only in the way."""
         for path in self._directory.glob(".*.part"):

@@ -3,6 +3,7 @@
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 import threading
@@ -96,8 +97,11 @@ def test_submit_json_and_the_same_idempotency_key_gives_the_same_job(stack: Loca
     assert other_num.stderr.startswith("pi-jobs: ") and other_num.stderr.count("\n") == 1
 
 
-def test_progress_bar_on_a_terminal(stack: LocalStack, tmp_path: Path) -> None:
-    """With stderr on a terminal the wait and the download draw bars (and still succeed)."""
+def on_terminal(
+    stack: LocalStack, *args: str, stdout_too: bool = False
+) -> tuple[int, str, str | None]:
+    """Run the CLI with stderr (and `stdout_too`, stdout) on a terminal: its exit code, what
+    the terminal showed, and stdout when it was not the terminal."""
     controller, terminal = pty.openpty()
     drawn: list[bytes] = []
 
@@ -115,9 +119,9 @@ def test_progress_bar_on_a_terminal(stack: LocalStack, tmp_path: Path) -> None:
     reader.start()
     try:
         process = subprocess.Popen(
-            [*command(), "submit", "200000", "--download", str(tmp_path)],
+            [*command(), *args],
             env={**environment(stack), "TERM": "xterm", "COLUMNS": "120"},
-            stdout=subprocess.PIPE,
+            stdout=terminal if stdout_too else subprocess.PIPE,
             stderr=terminal,
             stdin=subprocess.DEVNULL,
             text=True,
@@ -127,16 +131,40 @@ def test_progress_bar_on_a_terminal(stack: LocalStack, tmp_path: Path) -> None:
         os.close(terminal)
         reader.join(timeout=10)
         os.close(controller)
-    screen = b"".join(drawn).decode(errors="replace")
-    assert process.returncode == 0, screen
+    return process.returncode, b"".join(drawn).decode(errors="replace"), out
+
+
+def test_progress_bar_on_a_terminal(stack: LocalStack, tmp_path: Path) -> None:
+    """With stderr on a terminal the wait and the download draw bars (and still succeed)."""
+    code, screen, out = on_terminal(stack, "submit", "200000", "--download", str(tmp_path))
+    assert code == 0 and out is not None, screen
     job_id, saved = out.splitlines()
     assert "100%" in screen, screen
     assert "200,000 digits" in screen
     assert f"digits_of_pi_{job_id}.zip" in screen  # the download's bar
+    # The bar knows the size (the download has a Content-Length): "12.3/97.7 kB", never "/?".
+    assert re.search(r"\d/\d+\.\d kB", screen) and "/?" not in screen, screen
     assert "SHA-256 of the digits verified" in screen
     assert zipfile.ZipFile(saved).read(f"digits_of_pi_{job_id}.txt")[-10:] == (
         reference_pi_text(200_000)[-10:].encode()
     )
+
+
+def test_a_person_at_a_terminal_reads_the_saved_file_once(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    done = pi_jobs(stack, "submit", "3000", "--wait")
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip()
+    code, screen, _ = on_terminal(stack, "download", job_id, "-o", str(tmp_path), stdout_too=True)
+    assert code == 0, screen
+    name = f"digits_of_pi_{job_id}.zip"
+    words = [
+        line
+        for line in re.split(r"[\r\n]+", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen))
+        if name in line and "kB" not in line  # not the progress bar's redraws
+    ]
+    assert words == [f"saved {tmp_path / name} (SHA-256 of the digits verified)"], screen
 
 
 def test_cancel_a_big_job_while_it_runs(stack: LocalStack, tmp_path: Path) -> None:

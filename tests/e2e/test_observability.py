@@ -2,13 +2,17 @@
 name the job they are about."""
 
 import json
+import re
 from functools import partial
+from pathlib import Path
 
 import httpx
 
 from deploy.local_stack import SERVICES, LocalStack
 from tests.e2e.helpers import download_text, submit, wait_complete
 from tests.support import wait_until
+
+README = Path(__file__).parents[2] / "README.md"
 
 
 def _ready(url: str) -> bool:
@@ -45,8 +49,7 @@ def test_health_readiness_and_metrics_on_every_service(
     }
     for service, url in ops.items():
         assert httpx.get(f"{url}/healthz").json() == {"success": True}, service
-        if service != "downloader":
-            wait_until(partial(_ready, url), 60, f"{service} ready")
+        wait_until(partial(_ready, url), 60, f"{service} ready")
         response = httpx.get(f"{url}/metrics")
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain"), service
@@ -64,6 +67,43 @@ def test_health_readiness_and_metrics_on_every_service(
     assert metric(projector, "pi_jobs_job_duration_seconds_count", size="1e6") >= 1
     downloader = httpx.get(f"{ops['downloader']}/metrics").text
     assert metric(downloader, "pi_jobs_http_requests_total", status="200") >= 1
+
+
+def test_each_service_exports_its_own_metrics_as_the_readme_says(
+    client: httpx.Client, stack: LocalStack
+) -> None:
+    job_id = submit(client, 4_444)
+    wait_complete(client, job_id)
+    download_text(client, job_id)
+    ports = {
+        "api": stack.api_port,
+        "downloader": stack.downloader_port,
+        "calculator": stack.calculator_ops_port,
+        "projector": stack.projector_ops_port,
+    }
+    wait_until(partial(_has_lag, f"http://127.0.0.1:{ports['projector']}"), 30, "lag sampled")
+    documented = documented_metrics()
+    for service, port in ports.items():
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert metric_families(text) == documented[service], service
+
+
+def documented_metrics() -> dict[str, set[str]]:
+    """The README's table of the metrics each service exports (labels left out)."""
+    table = README.read_text().split("| service | metrics |", 1)[1].split("\n\n", 1)[0]
+    names = {}
+    for row in table.strip().splitlines()[1:]:  # after the |---|---| line
+        service, metrics = row.strip().strip("|").split("|")
+        found = re.findall(r"`(pi_jobs_[a-z_]+)", metrics)
+        names[service.split()[0]] = set(found)
+    every = names.pop("every")
+    return {service: found | every for service, found in names.items()}
+
+
+def metric_families(text: str) -> set[str]:
+    """The pi_jobs_* metrics in Prometheus' text format (not the client's *_created twins)."""
+    typed = (line.split()[2] for line in text.splitlines() if line.startswith("# TYPE pi_jobs_"))
+    return {name for name in typed if not name.endswith("_created")}
 
 
 def test_log_lines_are_json_and_name_their_job(client: httpx.Client, stack: LocalStack) -> None:

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,7 @@ from deploy.postgres.local_postgres import LocalPostgres
 from tests.conftest import postgres_schema_url
 from tests.e2e.conftest import start_stack, stop_stack
 from tests.e2e.helpers import download_text, submit, wait_complete
-from tests.support import reference_pi_text
+from tests.support import reference_pi_text, wait_until
 
 
 def test_replay_rebuilds_the_view_while_readers_keep_getting_answers(
@@ -23,6 +24,72 @@ def test_replay_rebuilds_the_view_while_readers_keep_getting_answers(
     replay_while_reading(client, stack)
     view_link = stack.data_dir / "view.sqlite3"
     assert view_link.is_symlink() and view_link.resolve().name.startswith("view-")
+
+
+def test_replays_leave_no_old_view_on_disk_or_held_open(
+    client: httpx.Client, stack: LocalStack
+) -> None:
+    """The replaced view file, its -wal and -shm are removed, and no process keeps them open
+    (not even a thread that read them once and has been idle since), replay after replay."""
+    job_id = submit(client, 4321)
+    wait_complete(client, job_id)
+    link = stack.data_dir / "view.sqlite3"
+    for _ in range(2):
+        # Reads from the API's event loop and thread pool, and the downloader's builder thread.
+        assert client.get("/metrics").status_code == 200
+        assert download_text(client, job_id) == reference_pi_text(4321)
+        run_replay(stack)
+        current = link.resolve().name
+        on_disk = {path.name for path in stack.data_dir.glob("view*")}
+        assert on_disk <= {link.name, current, f"{current}-wal", f"{current}-shm"}, on_disk
+        wait_until(
+            partial(holds_only, stack, current), 30, "the stack to let go of the replaced view"
+        )
+    assert client.get(f"/pi_job/{job_id}").json()["status"] == "complete"
+
+
+def holds_only(stack: LocalStack, current: str) -> bool:
+    return all(name.startswith(current) for name in view_files_open(stack))
+
+
+def view_files_open(stack: LocalStack) -> set[str]:
+    """The view files that the stack's processes (the API's children too) hold open; a deleted
+    one reads "NAME (deleted)"."""
+    found = set()
+    for pid in descendants({process.pid for process in stack.processes.values()}):
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue  # closed, or the process ended
+            if target.startswith(str(stack.data_dir / "view")):
+                found.add(Path(target).name)
+    return found
+
+
+def descendants(roots: set[int]) -> set[int]:
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found = set(roots)
+    while more := {pid for pid, parent in parents.items() if parent in found} - found:
+        found |= more
+    return found
+
+
+def run_replay(stack: LocalStack) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "services.projector.replay"],
+        env={**os.environ, **stack.env()},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "replayed" in done.stdout
 
 
 def test_replay_of_a_postgresql_view(
@@ -62,18 +129,10 @@ def replay_while_reading(client: httpx.Client, stack: LocalStack) -> None:
     reading = threading.Thread(target=keep_reading)
     reading.start()
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "services.projector.replay"],
-            env={**os.environ, **stack.env()},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        run_replay(stack)
     finally:
         stop.set()
         reading.join()
-    assert done.returncode == 0, done.stderr
-    assert "replayed" in done.stdout
 
     assert answers and {code for _, code, _ in answers} == {200}
     assert all(status == before[job_id]["status"] for job_id, _, status in answers)

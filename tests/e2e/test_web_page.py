@@ -125,7 +125,7 @@ def wait_for(browser: webdriver.Chrome, css: str, timeout: float = 120) -> WebEl
     return element
 
 
-def submit(browser: webdriver.Chrome, num: int) -> str:
+def submit(browser: webdriver.Chrome, num: int | str) -> str:
     field = browser.find_element(By.ID, "num")
     field.clear()
     field.send_keys(str(num))
@@ -208,13 +208,71 @@ def test_live_progress_and_cancel(page: str, browser: webdriver.Chrome) -> None:
     assert severe_console_messages(browser) == []
 
 
-def test_the_api_refusing_a_number_shows_its_error(page: str, browser: webdriver.Chrome) -> None:
-    browser.get(page)
+def try_number(browser: webdriver.Chrome, text: str) -> str:
+    """Type `text` as the number and submit: the message the page shows."""
     field = browser.find_element(By.ID, "num")
     field.clear()
-    field.send_keys("9" * 20)
+    field.send_keys(text)
     browser.find_element(By.ID, "submit-button").click()
     message = wait_for(browser, "#message", timeout=30)
     assert message.get_attribute("role") == "alert"
-    assert message.text.startswith("num must be a whole number from 1 to ")
+    return message.text
+
+
+def test_the_form_says_what_it_takes_and_reads_1e6(page: str, browser: webdriver.Chrome) -> None:
+    browser.get(page)
+    hint = browser.find_element(By.ID, "num-hint").text
+    assert "from 1 to 100,000,000" in hint, "the server's maximum, in the page"
+    expected = {
+        "1e9": "Too many decimals: 1,000,000,000. This service computes at most 100,000,000.",
+        "9" * 20: f"Too many decimals: {'9' * 20}. This service computes at most 100,000,000.",
+        "0": "At least 1 decimal: enter a whole number from 1 to 100,000,000.",
+        "2.5": "“2.5” is not a whole number. Enter one from 1 to 100,000,000, like 1000, "
+        "1,000,000 or 1e6.",
+    }
+    for text, message in expected.items():
+        assert try_number(browser, text) == message, text
+    browser.save_screenshot(str(SCREENSHOT.with_stem("pi-jobs-page-refused")))
+    assert not browser.find_element(By.ID, "job").is_displayed(), "nothing was submitted"
+
+    submit(browser, "2e3")  # scientific notation is a whole number too
+    details = browser.find_element(By.ID, "job-details").text
+    assert "2,000" in details, details
+    assert not browser.find_element(By.ID, "message").is_displayed()
+
+
+def test_a_number_the_api_refuses_shows_its_reason(page: str, browser: webdriver.Chrome) -> None:
+    browser.get(page)
+    # As if the page's maximum were not the API's: the API's 422 is shown, in context.
+    browser.execute_script("document.getElementById('num').dataset.max = '1' + '0'.repeat(30)")
+    message = try_number(browser, "9" * 20)
+    assert message.startswith(
+        "The service refused 99,999,999,999,999,999,999 decimals: num must be a whole number "
+        "from 1 to "
+    ), message
     assert not browser.find_element(By.ID, "job").is_displayed()
+
+
+def test_the_api_reference_renders_from_this_server_alone(
+    stack: LocalStack, browser: webdriver.Chrome
+) -> None:
+    """/docs once loaded Swagger UI from a CDN and stayed blank without the internet."""
+    page = httpx.get(f"{stack.url}/docs", timeout=30)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "Content-Security-Policy" in page.headers  # only this server's scripts may run
+    assert "http://" not in page.text and "https://" not in page.text
+    browser.get(f"{stack.url}/docs")
+    submit_call = wait_for(browser, "#operations section", timeout=30)
+    assert submit_call.find_element(By.TAG_NAME, "h2").text == "POST /pi_job"
+    assert "1 to 100000000" in submit_call.text  # num's bounds, from the schema
+    headings = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#operations h2")]
+    assert {"GET /pi_job/{job_id}", "GET /pi_job/{job_id}/events", "DELETE /pi_job/{job_id}"} <= (
+        set(headings)
+    )
+    assert wait_for(browser, "#schema-JobStatusBody").is_displayed()
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map((entry) => entry.name)"
+    )
+    assert fetched and all(url.startswith(stack.url) for url in fetched), fetched
+    browser.save_screenshot(str(SCREENSHOT.with_stem("pi-jobs-docs")))
+    assert severe_console_messages(browser) == []

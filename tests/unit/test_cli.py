@@ -6,6 +6,7 @@ httpx.MockTransport plays the server here; tests/e2e/test_cli.py runs the CLI ag
 import hashlib
 import io
 import json
+import sys
 import time
 import zipfile
 from collections.abc import Callable
@@ -232,6 +233,21 @@ def test_list_passes_filters_and_prints_a_table(capsys: pytest.CaptureFixture[st
     assert header.split() == ["JOB_ID", "STATUS", "NUM", "PROGRESS", "REQUESTED_AT"]
     assert row.split() == [JOB, "complete", "12", "100%", "2025-01-01T00:00:00Z"]
     assert json.loads(run([*argv, "--json"], server, capsys)[1])["jobs"][0]["job_id"] == JOB
+
+
+def test_a_full_page_ends_with_the_command_for_the_next_one_on_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def server(request: httpx.Request) -> httpx.Response:
+        jobs = [status("complete", progress=1.0, requested_at="2025-01-01T00:00:00Z")]
+        return httpx.Response(200, json={"success": True, "jobs": jobs, "next_cursor": "c2"})
+
+    argv = ["list", "--status", "complete", "--limit", "1"]
+    assert run(argv, server, capsys)[2] == "", "scripts (no terminal) get no remarks"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    code, out, err = run(argv, server, capsys)
+    assert code == 0 and len(out.splitlines()) == 2
+    assert err == "more jobs: pi-jobs list --status complete --limit 1 --cursor c2\n"
 
 
 def test_status_prints_fields_or_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import os
 import re
 import shlex
@@ -38,6 +39,7 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 import services.shared.settings as settings_module
+from deploy.kafka import local_broker
 from services.shared.settings import KafkaSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -880,3 +882,15 @@ def test_kubernetes_schemas_accept_the_manifests() -> None:
     # Strimzi's kinds have no schema there: only a warning, and checked by the tests above.
     problems = [line for line in done.stdout.splitlines() if not line.startswith("WARN")]
     assert done.returncode == 0 and not problems, done.stdout + done.stderr
+
+
+def test_fetching_the_broker_says_what_it_did(capsys: pytest.CaptureFixture[str]) -> None:
+    """`make install` prints this line: words, not a bare path."""
+    pom_digest = hashlib.sha256(local_broker.POM.read_bytes()).hexdigest()
+    marker = KAFKA_LIBS / ".complete"
+    if not marker.exists() or marker.read_text().strip() != pom_digest:
+        pytest.skip(f"no current Kafka jars in {KAFKA_LIBS} (make install fetches them)")
+    assert local_broker.main(["fetch"]) == 0  # already there: nothing is downloaded
+    assert capsys.readouterr().out == (
+        "The Kafka broker's jars are in deploy/kafka/libs (Maven fetched them).\n"
+    )

@@ -257,12 +257,53 @@ async function refreshRecent() {
   recentTimer = setTimeout(refreshRecent, RECENT_EVERY_MS);
 }
 
+// "1000", "1,000,000", "1_000", "1e6" or "2.5e3": that whole number (a BigInt); else null.
+function wholeNumber(text) {
+  const match = /^(\d+)(?:\.(\d*))?(?:e\+?(\d{1,3}))?$/i.exec(text.replace(/[\s,_]/g, ""));
+  if (!match) return null;
+  const [, whole, fraction = "", exponent = "0"] = match;
+  const shift = Number(exponent) - fraction.length;
+  const digits = BigInt(whole + fraction);
+  if (shift >= 0) return digits * 10n ** BigInt(shift);
+  const unit = 10n ** BigInt(-shift);
+  return digits % unit === 0n ? digits / unit : null;
+}
+
+// The largest num the server takes (it writes it into the page); null if not told.
+function maxNum() {
+  const max = $("num").dataset.max;
+  return /^\d+$/.test(max) ? BigInt(max) : null;
+}
+
+// What is wrong with the number typed, in words; null if nothing is.
+function numProblem(text, num) {
+  const max = maxNum();
+  const range = max ? `from 1 to ${max.toLocaleString()}` : "of at least 1";
+  if (!text) return `Enter how many decimals of pi you want: a whole number ${range}.`;
+  if (num === null) {
+    return `“${text}” is not a whole number. Enter one ${range}, like 1000, 1,000,000 or 1e6.`;
+  }
+  if (num < 1n) return `At least 1 decimal: enter a whole number ${range}.`;
+  if (max && num > max) {
+    const shown = num.toString().length <= 15 ? num.toLocaleString() : text;
+    return `Too many decimals: ${shown}. This service computes at most ${max.toLocaleString()}.`;
+  }
+  return null;
+}
+
+function showRange() {
+  const max = maxNum();
+  if (max) $("num-hint").textContent = `A whole number from 1 to ${max.toLocaleString()}, like 1000, 1,000,000 or 1e6.`;
+}
+
 async function submit(event) {
   event.preventDefault();
   const input = $("num");
   const text = input.value.trim();
-  if (!/^[0-9]+$/.test(text) || Number(text) < 1) {
-    showMessage("Enter a whole number of decimals, at least 1.");
+  const num = wholeNumber(text);
+  const problem = numProblem(text, num);
+  if (problem) {
+    showMessage(problem);
     input.focus();
     return;
   }
@@ -270,11 +311,13 @@ async function submit(event) {
   button.disabled = true;
   showMessage("");
   try {
-    const answer = await call("POST", "pi_job", { num: Number(text) });
+    const answer = await call("POST", "pi_job", { num: Number(num) });
     watch(answer.job_id);
     refreshRecent();
   } catch (error) {
-    showMessage(error.message);
+    // A refused number in the API's words (another limit than this page knows, say).
+    const refused = error.status === 422 ? `The service refused ${num.toLocaleString()} decimals: ` : "";
+    showMessage(refused + error.message);
   } finally {
     button.disabled = false;
   }
@@ -317,5 +360,6 @@ window.addEventListener("hashchange", watchFromHash);
 document.addEventListener("visibilitychange", () => {
   if (!document.hidden) refreshRecent();
 });
+showRange();
 watchFromHash();
 refreshRecent();
