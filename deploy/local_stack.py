@@ -1,14 +1,16 @@
 """The four services as real processes on this machine: used by `make run` and the e2e tests."""
 
+import contextlib
 import json
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import Popen
-from typing import Any
+from typing import IO, Any
 
 from deploy.kafka.local_broker import free_port
 from deploy.processes import spawn, stop
@@ -25,8 +27,10 @@ class LocalStack:
     calculator_ops_port: int = 3003
     projector_ops_port: int = 3004
     topic_prefix: str = "pi-jobs"
-    # None: the services write to this terminal; else one log file per service in data_dir/logs.
+    # False: the services write to this terminal; True: one log file per service in data_dir/logs.
     log_to_files: bool = False
+    # Set: each process's output goes through a pipe, handed to this with the process's name.
+    on_output: Callable[[str, IO[bytes]], None] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, Popen[bytes]] = field(default_factory=dict)
 
@@ -72,7 +76,10 @@ class LocalStack:
         """Another process of `service` (a second calculator, say), known by `name`."""
         log = self.log_path(name) if self.log_to_files else None
         command = [sys.executable, "-m", f"services.{service}"]
-        self.processes[name] = spawn(command, {**self.env(), **env}, log)
+        process = spawn(command, {**self.env(), **env}, log, pipe=self.on_output is not None)
+        if self.on_output is not None and process.stdout is not None:
+            self.on_output(name, process.stdout)
+        self.processes[name] = process
 
     def stop(self, *names: str) -> None:
         # In reverse order of starting: the API first, so nothing new is accepted meanwhile.
@@ -87,12 +94,26 @@ class LocalStack:
         process.kill()
         process.wait()
 
-    def readiness(self) -> tuple[bool, str]:
+    def ops_url(self, service: str) -> str:
+        """Where the service answers /healthz, /readyz and /metrics."""
+        port = {
+            "api": self.api_port,
+            "downloader": self.downloader_port,
+            "calculator": self.calculator_ops_port,
+            "projector": self.projector_ops_port,
+        }[service]
+        return f"http://127.0.0.1:{port}"
+
+    def readiness(self, service: str = "api", timeout: float = 5) -> tuple[bool, str]:
+        """Whether its /readyz says ready (the api's: the whole system), and if not, why."""
         try:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=5) as response:
+            url = f"{self.ops_url(service)}/readyz"
+            with urllib.request.urlopen(url, timeout=timeout) as response:
                 return response.status == 200, "ready"
         except urllib.error.HTTPError as error:
-            return False, json.loads(error.read() or b"{}").get("error", str(error))
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                return False, str(json.loads(error.read())["error"])
+            return False, str(error)
         except (urllib.error.URLError, OSError) as error:
             return False, str(error)
 

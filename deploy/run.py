@@ -3,13 +3,20 @@
 A part that exits unexpectedly is started again (deploy/supervisor.py); `make status`,
 `make restart PART=...` and `make stop` reach this process through deploy/control.py. Ctrl-C
 or SIGTERM stops everything in order; a second signal while stopping changes nothing.
+
+Each service's output, and this process's own messages, go to a log file per part under
+`<data dir>/logs` (`make logs`) and to stderr: readable lines on a terminal, JSON lines elsewhere
+(deploy/part_output.py, deploy/log_lines.py).
 """
 
 import os
 import signal
+import socket
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
@@ -18,7 +25,9 @@ from typing import Any
 from deploy.control import ControlServer, Handler, answering, socket_path
 from deploy.kafka.local_broker import REPO_ROOT, BrokerError, LocalBroker
 from deploy.local_stack import SERVICES, LocalStack
-from deploy.supervisor import Part, Process, Supervisor
+from deploy.log_lines import SUPERVISOR, Renderer, readable_wanted, record
+from deploy.part_output import PartOutput, Terminal
+from deploy.supervisor import Part, PartStatus, Process, Supervisor
 
 _TICK_SECONDS = 0.2
 
@@ -33,8 +42,23 @@ class _Stopping:
         self.event.set()
 
 
-def _say(line: str) -> None:
-    print(f"pi-jobs: {line}", file=sys.stderr, flush=True)
+def _output(data_dir: Path) -> PartOutput:
+    readable = readable_wanted(os.environ.get("PI_JOBS_LOG_FORMAT"), sys.stderr)
+    colour = readable and sys.stderr.isatty() and "NO_COLOR" not in os.environ
+    terminal = Terminal(sys.stderr, Renderer(colour) if readable else None)
+    return PartOutput(data_dir / "logs", terminal.show)
+
+
+def _ports_taken(ports: dict[str, int]) -> list[str]:
+    taken = []
+    for setting, port in ports.items():
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                taken.append(f"{port} ({setting})")
+    return taken
 
 
 def _service_part(stack: LocalStack, name: str) -> Part:
@@ -59,12 +83,37 @@ def _broker_part(broker: LocalBroker) -> Part:
     return Part("kafka", start=start, stop=broker.stop)
 
 
-def _handler(supervisor: Supervisor, lock: threading.Lock, stopping: _Stopping) -> Handler:
+Readiness = Callable[[str], tuple[bool, str]]
+
+
+def _with_readiness(parts: list[PartStatus], readiness: Readiness) -> list[dict[str, Any]]:
+    """Each part's status, and for a running one whether it is ready (asked all at once)."""
+    running = [part.name for part in parts if part.state == "running"]
+    with ThreadPoolExecutor(max_workers=max(1, len(running))) as pool:
+        found = dict(zip(running, pool.map(readiness, running), strict=True))
+    return [
+        {
+            **asdict(part),
+            "ready": found[part.name][0] if part.name in found else None,
+            "why_not_ready": found[part.name][1] if part.name in found else None,
+        }
+        for part in parts
+    ]
+
+
+def _handler(
+    supervisor: Supervisor, lock: threading.Lock, stopping: _Stopping, readiness: Readiness
+) -> Handler:
     def handle(words: list[str]) -> dict[str, Any]:
         match words:
+            case ["ping"]:
+                return {"ok": True}
             case ["status"]:
                 with lock:
-                    return {"ok": True, "parts": [asdict(s) for s in supervisor.status()]}
+                    parts = supervisor.status()
+                return {"ok": True, "parts": _with_readiness(parts, readiness)}
+            case ["restart", _] if stopping.event.is_set():
+                return {"ok": False, "error": "pi-jobs is stopping"}
             case ["restart", name] if name in supervisor.names:
                 with lock:
                     message = supervisor.restart(name)
@@ -92,12 +141,56 @@ def _wait_for_broker(broker: LocalBroker, stopping: _Stopping, timeout: float = 
                 raise
 
 
+def _ports(env: Mapping[str, str]) -> dict[str, int]:
+    """The ports `make run` serves on, by the setting that chooses each."""
+    ports = {
+        "PI_JOBS_PORT": int(env.get("PI_JOBS_PORT", 3000)),
+        "PI_JOBS_DOWNLOADER_PORT": int(env.get("PI_JOBS_DOWNLOADER_PORT", 3002)),
+        "PI_JOBS_CALCULATOR_OPS_PORT": int(env.get("PI_JOBS_CALCULATOR_OPS_PORT", 3003)),
+        "PI_JOBS_PROJECTOR_OPS_PORT": int(env.get("PI_JOBS_PROJECTOR_OPS_PORT", 3004)),
+    }
+    if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        ports["KAFKA_PORT"] = int(env.get("KAFKA_PORT", 9092))
+        ports["KAFKA_CONTROLLER_PORT"] = int(env.get("KAFKA_CONTROLLER_PORT", 9093))
+    return ports
+
+
+def _why_not_start(data_dir: Path, ports: dict[str, int]) -> str | None:
+    if answering(socket_path(data_dir)):
+        return (
+            f"pi-jobs is already running from {data_dir}: `make status` shows it, `make logs` "
+            "follows it, `make stop` stops it"
+        )
+    if taken := _ports_taken(ports):
+        return (
+            f"pi-jobs: port {', '.join(taken)} already in use, by a pi-jobs started from another "
+            "directory (`make stop` there stops it) or another program: stop it, or choose other "
+            "ports with these settings"
+        )
+    return None
+
+
 def main() -> int:
     data_dir = Path(os.environ.get("PI_JOBS_DATA_DIR", REPO_ROOT / "var"))
-    control_path = socket_path(data_dir)
-    if answering(control_path):
-        _say("already running here (`make status` shows it, `make stop` stops it)")
+    ports = _ports(os.environ)
+    if refusal := _why_not_start(data_dir, ports):
+        print(refusal, file=sys.stderr)
         return 1
+    try:
+        output = _output(data_dir)
+    except ValueError as error:
+        print(f"pi-jobs: {error}", file=sys.stderr)
+        return 2
+    try:
+        return _run(data_dir, ports, output)
+    finally:
+        output.close()
+
+
+def _run(data_dir: Path, ports: dict[str, int], output: PartOutput) -> int:
+    def say(message: str, level: str = "info", **fields: Any) -> None:
+        output.write(SUPERVISOR, record(message, level, **fields).encode())
+
     stopping = _Stopping()
     # SIGINT is set explicitly because a shell starting us in the background leaves it ignored.
     signal.signal(signal.SIGTERM, stopping.on_signal)
@@ -106,29 +199,37 @@ def main() -> int:
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     broker = None
     if not external:
-        broker = LocalBroker(
-            data_dir / "kafka",
-            port=int(os.environ.get("KAFKA_PORT", 9092)),
-            controller_port=int(os.environ.get("KAFKA_CONTROLLER_PORT", 9093)),
-        )
+        port, controller_port = ports["KAFKA_PORT"], ports["KAFKA_CONTROLLER_PORT"]
+        broker = LocalBroker(data_dir / "kafka", port=port, controller_port=controller_port)
     stack = LocalStack(
         bootstrap_servers=external or (broker.bootstrap_servers if broker else ""),
         data_dir=data_dir,
-        api_port=int(os.environ.get("PI_JOBS_PORT", 3000)),
-        downloader_port=int(os.environ.get("PI_JOBS_DOWNLOADER_PORT", 3002)),
+        api_port=ports["PI_JOBS_PORT"],
+        downloader_port=ports["PI_JOBS_DOWNLOADER_PORT"],
+        calculator_ops_port=ports["PI_JOBS_CALCULATOR_OPS_PORT"],
+        projector_ops_port=ports["PI_JOBS_PROJECTOR_OPS_PORT"],
+        on_output=output.drain,
     )
     parts = ([_broker_part(broker)] if broker else []) + [
         _service_part(stack, name) for name in SERVICES
     ]
-    supervisor = Supervisor(parts, say=_say)
+    supervisor = Supervisor(parts, say=say)
     lock = threading.Lock()
-    control = ControlServer(control_path, _handler(supervisor, lock, stopping))
+
+    def readiness(name: str) -> tuple[bool, str]:
+        if name == "kafka" and broker is not None:
+            return broker.readiness()
+        return stack.readiness(name, timeout=2)
+
+    handler = _handler(supervisor, lock, stopping, readiness)
+    control = ControlServer(socket_path(data_dir), handler)
     try:
         if broker is not None:
-            _say("starting kafka ...")
+            say(f"starting kafka (its log: {broker.log_dir / 'server.log'}) ...")
             with lock:
                 supervisor.start("kafka")
             _wait_for_broker(broker, stopping)
+            say(f"kafka is ready on {broker.bootstrap_servers}")
         with lock:
             for name in SERVICES:
                 supervisor.start(name)
@@ -140,20 +241,23 @@ def main() -> int:
             if not ready:
                 ready = stack.readiness()[0]
                 if ready:
-                    print(f"pi-jobs is ready on {stack.url}  (Ctrl-C stops everything)", flush=True)
+                    say(
+                        f"ready on {stack.url}  (Ctrl-C stops everything; `make` lists the rest)",
+                        ready=True,
+                    )
                 elif time.monotonic() > ready_by:
-                    _say(f"not ready after 120 s: {stack.readiness()[1]}")
+                    say(f"not ready after 120 s: {stack.readiness()[1]}", "warning")
                     ready_by = float("inf")
         return 0
     except BrokerError as error:
-        _say(str(error))
+        say(str(error), "error")
         return 1
     finally:
-        print("stopping ...", flush=True)
-        control.close()
+        say("stopping ...")
         with lock:
             supervisor.stop_all()
-        print("stopped", flush=True)
+        control.close()  # last: until everything is down, `make run` says it is still running
+        say("stopped")
 
 
 if __name__ == "__main__":
