@@ -6,11 +6,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import Popen
-from typing import IO, Any
+from typing import Any
 
 from deploy.kafka.local_broker import free_port
 from deploy.processes import spawn, stop
@@ -29,8 +28,6 @@ class LocalStack:
     topic_prefix: str = "pi-jobs"
     # False: the services write to this terminal; True: one log file per service in data_dir/logs.
     log_to_files: bool = False
-    # Set: each process's output goes through a pipe, handed to this with the process's name.
-    on_output: Callable[[str, IO[bytes]], None] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, Popen[bytes]] = field(default_factory=dict)
 
@@ -76,10 +73,7 @@ class LocalStack:
         """Another process of `service` (a second calculator, say), known by `name`."""
         log = self.log_path(name) if self.log_to_files else None
         command = [sys.executable, "-m", f"services.{service}"]
-        process = spawn(command, {**self.env(), **env}, log, pipe=self.on_output is not None)
-        if self.on_output is not None and process.stdout is not None:
-            self.on_output(name, process.stdout)
-        self.processes[name] = process
+        self.processes[name] = spawn(command, {**self.env(), **env}, log)
 
     def stop(self, *names: str) -> None:
         # In reverse order of starting: the API first, so nothing new is accepted meanwhile.

@@ -1,4 +1,5 @@
 """`make logs`: follow the logs of every part of `make run`, the broker's included, or of one.
+`make run` shows its parts' logs on its terminal the same way.
 
     python -m deploy.logs            # make logs
     python -m deploy.logs api        # make logs PART=api (everything it logs, chatter included)
@@ -11,19 +12,48 @@ shown as `make run` shows them; elsewhere, or with PI_JOBS_LOG_FORMAT=json, as t
 import argparse
 import contextlib
 import os
+import shutil
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from deploy.kafka.local_broker import REPO_ROOT
 from deploy.local_stack import SERVICES
 from deploy.log_lines import SUPERVISOR, Renderer, parse, readable_wanted
-from deploy.part_output import Terminal
 
 _POLL_SECONDS = 0.25
+ROTATE_BYTES = 50 * 2**20
 _BACKLOG_BYTES = 256 * 1024  # where the last lines of a log are looked for
+
+
+class Terminal:
+    """Shows a part's lines on `stream`: rendered, or as they are when `renderer` is None."""
+
+    def __init__(self, stream: TextIO, renderer: Renderer | None) -> None:
+        self._stream = stream
+        self._renderer = renderer
+        self.gone = threading.Event()  # set once the stream cannot be written to
+
+    def show(self, part: str, line: str) -> None:
+        shown = [line] if self._renderer is None else self._renderer.render(part, line)
+        try:
+            self._stream.writelines(text + "\n" for text in shown)
+            self._stream.flush()
+        except (OSError, ValueError):  # closed: the log files still have it all
+            self.gone.set()
+
+
+def rotate_large(paths: Iterable[Path], limit: int = ROTATE_BYTES) -> None:
+    """A log beyond `limit` bytes is copied to <name>.1 and emptied, as logrotate's copytruncate
+    does: its writers append (O_APPEND), so they go on at its new start. A line written between
+    the copy and the emptying is lost."""
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_size > limit:
+                shutil.copyfile(path, path.with_name(path.name + ".1"))
+                os.truncate(path, 0)
 
 
 def log_files(data_dir: Path) -> dict[str, list[Path]]:
@@ -86,10 +116,10 @@ class FollowedFile:
             self._file.close()
 
 
-def _in_time_order(backlogs: list[tuple[str, list[str]]]) -> list[tuple[str, str]]:
-    """The parts' last lines interleaved by their time (a line without one keeps its place)."""
+def _in_time_order(batches: list[tuple[str, list[str]]]) -> list[tuple[str, str]]:
+    """The parts' lines interleaved by their time (a line without one keeps its place)."""
     keyed = []
-    for part, lines in backlogs:
+    for part, lines in batches:
         when = 0.0
         for line in lines:
             entry = parse(line)
@@ -99,38 +129,47 @@ def _in_time_order(backlogs: list[tuple[str, list[str]]]) -> list[tuple[str, str
     return [(part, line) for _, part, line in keyed]
 
 
-def follow(
-    data_dir: Path,
-    part: str | None,
-    show: Callable[[str, str], None],
-    backlog: int = 10,
-    stop: threading.Event | None = None,
-) -> None:
-    """Show each log's last `backlog` lines, then every new line, until `stop` is set."""
-    stop = stop or threading.Event()
-    followed: dict[Path, tuple[str, FollowedFile]] = {}
+class Follower:
+    """Shows the lines of every log `files` names (part: its files) as they are written, those
+    of all parts in time order: `make logs`, and what `make run` shows on its terminal."""
 
-    def files() -> list[tuple[str, Path]]:
-        found = log_files(data_dir).items()
-        return [(name, path) for name, paths in found if part in (None, name) for path in paths]
+    def __init__(
+        self,
+        files: Callable[[], dict[str, list[Path]]],
+        show: Callable[[str, str], None],
+        backlog: int,
+    ) -> None:
+        """Shows the last `backlog` lines of each log at once; what follows is new."""
+        self._files = files
+        self._show = show
+        self._followed: dict[Path, tuple[str, FollowedFile]] = {}
+        self._look(backlog)
 
-    starting = []
-    for name, path in files():
-        followed[path] = (name, FollowedFile(path))
-        starting.append((name, followed[path][1].backlog(backlog)))
-    for name, line in _in_time_order(starting):
-        show(name, line)
-    try:
-        while not stop.wait(_POLL_SECONDS):
-            for name, path in files():
-                if path not in followed:
-                    followed[path] = (name, FollowedFile(path))
-            for name, followed_file in followed.values():
-                for line in followed_file.new_lines():
-                    show(name, line)
-    finally:
-        for _, followed_file in followed.values():
-            followed_file.close()
+    def _look(self, backlog: int | None = None) -> None:
+        """Shows what every log has that is new (at the first look, its last `backlog` lines)."""
+        batches = []
+        for part, paths in self._files().items():
+            for path in paths:
+                if path not in self._followed:
+                    self._followed[path] = (part, FollowedFile(path))
+                    if backlog is not None:
+                        batches.append((part, self._followed[path][1].backlog(backlog)))
+                        continue
+                batches.append((part, self._followed[path][1].new_lines()))
+        for part, line in _in_time_order(batches):
+            self._show(part, line)
+
+    def follow(self, stop: threading.Event, poll_seconds: float = _POLL_SECONDS) -> None:
+        """Until `stop` is set, and what was written by then."""
+        try:
+            while True:
+                stopping = stop.wait(poll_seconds)
+                self._look()
+                if stopping:
+                    return
+        finally:
+            for _, followed_file in self._followed.values():
+                followed_file.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,8 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     terminal = Terminal(sys.stdout, renderer)
     if not any(path.exists() for paths in known.values() for path in paths):
         print(f"no logs in {data_dir} yet (`make run` writes them): waiting", file=sys.stderr)
+
+    def files() -> dict[str, list[Path]]:
+        return {p: paths for p, paths in log_files(data_dir).items() if args.part in (None, p)}
+
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the way to stop following
-        follow(data_dir, args.part, terminal.show, args.lines, stop=terminal.gone)
+        Follower(files, terminal.show, args.lines).follow(stop=terminal.gone)
     return 0
 
 

@@ -12,14 +12,10 @@ __all__ = ["die_with_parent", "spawn", "stop"]
 
 
 def spawn(
-    command: Sequence[str],
-    env: Mapping[str, str],
-    log_path: Path | None = None,
-    pipe: bool = False,
+    command: Sequence[str], env: Mapping[str, str], log_path: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start a child in its own session, so a Ctrl-C reaches only the supervisor. Its stdout and
-    stderr go to `log_path`, or with `pipe` to its `stdout` pipe, else to ours."""
-    output: IO[bytes] | int | None = subprocess.PIPE if pipe else None
+    """Start a child in its own session, so a Ctrl-C reaches only the supervisor."""
+    output: IO[bytes] | None = None
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         output = log_path.open("ab")
@@ -33,7 +29,7 @@ def spawn(
             preexec_fn=die_with_parent,
         )
     finally:
-        if not isinstance(output, int | None):
+        if output is not None:
             output.close()
 
 

@@ -4,9 +4,11 @@ A part that exits unexpectedly is started again (deploy/supervisor.py); `make st
 `make restart PART=...` and `make stop` reach this process through deploy/control.py. Ctrl-C
 or SIGTERM stops everything in order; a second signal while stopping changes nothing.
 
-Each service's output, and this process's own messages, go to a log file per part under
-`<data dir>/logs` (`make logs`) and to stderr: readable lines on a terminal, JSON lines elsewhere
-(deploy/part_output.py, deploy/log_lines.py).
+Each service writes its output to its log file under `<data dir>/logs`, and this process its own
+messages to pi-jobs.log there; a thread follows those files as `make logs` does and shows their
+lines on stderr: readable on a terminal, as written (JSON) elsewhere (deploy/logs.py). Following
+files rather than piping the services' output means a terminal that stops reading (Ctrl-S, or
+Ctrl-Z on make run) never stops a service.
 """
 
 import os
@@ -26,10 +28,11 @@ from deploy.control import ControlServer, Handler, answering, socket_path
 from deploy.kafka.local_broker import REPO_ROOT, BrokerError, LocalBroker
 from deploy.local_stack import SERVICES, LocalStack
 from deploy.log_lines import SUPERVISOR, Renderer, readable_wanted, record
-from deploy.part_output import PartOutput, Terminal
+from deploy.logs import Follower, Terminal, log_files, rotate_large
 from deploy.supervisor import Part, PartStatus, Process, Supervisor
 
 _TICK_SECONDS = 0.2
+_ROTATE_CHECK_SECONDS = 60
 
 
 class _Stopping:
@@ -42,11 +45,32 @@ class _Stopping:
         self.event.set()
 
 
-def _output(data_dir: Path) -> PartOutput:
+class _OwnLog:
+    """make run's own messages, JSON lines in pi-jobs.log like a part's (said from two threads)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a")
+        self._lock = threading.Lock()
+
+    def say(self, message: str, level: str = "info", **fields: Any) -> None:
+        with self._lock:
+            self._file.write(record(message, level, **fields) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _terminal() -> Terminal:
     readable = readable_wanted(os.environ.get("PI_JOBS_LOG_FORMAT"), sys.stderr)
     colour = readable and sys.stderr.isatty() and "NO_COLOR" not in os.environ
-    terminal = Terminal(sys.stderr, Renderer(colour) if readable else None)
-    return PartOutput(data_dir / "logs", terminal.show)
+    return Terminal(sys.stderr, Renderer(colour) if readable else None)
+
+
+def _own_logs(data_dir: Path) -> dict[str, list[Path]]:
+    """What make run shows: its parts' logs, not the broker's (log4j keeps those, at INFO)."""
+    return {part: paths for part, paths in log_files(data_dir).items() if part != "kafka"}
 
 
 def _ports_taken(ports: dict[str, int]) -> list[str]:
@@ -177,20 +201,26 @@ def main() -> int:
         print(refusal, file=sys.stderr)
         return 1
     try:
-        output = _output(data_dir)
+        terminal = _terminal()
     except ValueError as error:
         print(f"pi-jobs: {error}", file=sys.stderr)
         return 2
+    # Positioned at the logs' ends before anything is said: only this run's lines are shown.
+    follower = Follower(lambda: _own_logs(data_dir), terminal.show, backlog=0)
+    shown = threading.Event()
+    showing = threading.Thread(target=follower.follow, args=(shown,), name="terminal", daemon=True)
+    showing.start()
+    own_log = _OwnLog(data_dir / "logs" / f"{SUPERVISOR}.log")
     try:
-        return _run(data_dir, ports, output)
+        return _run(data_dir, ports, own_log)
     finally:
-        output.close()
+        own_log.close()
+        shown.set()
+        showing.join(5)
 
 
-def _run(data_dir: Path, ports: dict[str, int], output: PartOutput) -> int:
-    def say(message: str, level: str = "info", **fields: Any) -> None:
-        output.write(SUPERVISOR, record(message, level, **fields).encode())
-
+def _run(data_dir: Path, ports: dict[str, int], own_log: _OwnLog) -> int:
+    say = own_log.say
     stopping = _Stopping()
     # SIGINT is set explicitly because a shell starting us in the background leaves it ignored.
     signal.signal(signal.SIGTERM, stopping.on_signal)
@@ -208,7 +238,7 @@ def _run(data_dir: Path, ports: dict[str, int], output: PartOutput) -> int:
         downloader_port=ports["PI_JOBS_DOWNLOADER_PORT"],
         calculator_ops_port=ports["PI_JOBS_CALCULATOR_OPS_PORT"],
         projector_ops_port=ports["PI_JOBS_PROJECTOR_OPS_PORT"],
-        on_output=output.drain,
+        log_to_files=True,
     )
     parts = ([_broker_part(broker)] if broker else []) + [
         _service_part(stack, name) for name in SERVICES
@@ -235,9 +265,13 @@ def _run(data_dir: Path, ports: dict[str, int], output: PartOutput) -> int:
                 supervisor.start(name)
         ready_by = time.monotonic() + 120
         ready = False
+        rotate_at = 0.0
         while not stopping.event.wait(_TICK_SECONDS):
             with lock:
                 supervisor.tick()
+            if time.monotonic() >= rotate_at:
+                rotate_large((data_dir / "logs").glob("*.log"))
+                rotate_at = time.monotonic() + _ROTATE_CHECK_SECONDS
             if not ready:
                 ready = stack.readiness()[0]
                 if ready:

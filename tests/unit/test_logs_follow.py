@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from deploy.log_lines import record
-from deploy.logs import FollowedFile, follow, log_files
+from deploy.logs import FollowedFile, Follower, log_files, rotate_large
 from tests.support import wait_until
 
 
@@ -62,15 +62,17 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 class _Following:
-    """follow() on a thread of its own, collecting what it shows."""
+    """A Follower of `part` (None: every part) on a thread of its own, collecting what it shows."""
 
     def __init__(self, data_dir: Path, part: str | None) -> None:
         self.shown: list[tuple[str, str]] = []
+
+        def files() -> dict[str, list[Path]]:
+            return {p: paths for p, paths in log_files(data_dir).items() if part in (None, p)}
+
+        follower = Follower(files, lambda p, line: self.shown.append((p, line)), backlog=10)
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=follow,
-            args=(data_dir, part, lambda p, line: self.shown.append((p, line)), 10, self._stop),
-        )
+        self._thread = threading.Thread(target=follower.follow, args=(self._stop, 0.02))
         self._thread.start()
 
     def close(self) -> None:
@@ -79,7 +81,7 @@ class _Following:
 
 
 @pytest.fixture
-def following(data_dir: Path) -> Iterator[list[_Following]]:
+def following() -> Iterator[list[_Following]]:
     started: list[_Following] = []
     yield started
     for each in started:
@@ -109,6 +111,32 @@ def test_one_part_alone(data_dir: Path, following: list[_Following]) -> None:
     _append(data_dir / "logs" / "api.log", "this\n")
     wait_until(lambda: api.shown, 10, "the api's line")
     assert api.shown == [("api", "this")]
+
+
+def test_lines_written_between_two_looks_are_shown_in_time_order(data_dir: Path) -> None:
+    shown: list[str] = []
+    follower = Follower(lambda: log_files(data_dir), lambda p, _: shown.append(p), backlog=0)
+    logs = data_dir / "logs"
+    _append(logs / "calculator.log", '{"time": "2026-12-03T03:00:02Z", "message": "computing"}\n')
+    _append(logs / "api.log", '{"time": "2026-12-03T03:00:01Z", "message": "job requested"}\n')
+    stopped = threading.Event()
+    stopped.set()
+    follower.follow(stopped)  # one last look, then returns
+    assert shown == ["api", "calculator"]  # not the order the files are read in
+
+
+def test_a_large_log_is_copied_aside_and_emptied_for_its_writer(tmp_path: Path) -> None:
+    path = tmp_path / "api.log"
+    with path.open("a") as writer:  # as a service holds its log: appending
+        writer.write("x" * 100 + "\n")
+        writer.flush()
+        rotate_large([path, tmp_path / "missing.log"], limit=200)
+        assert not (tmp_path / "api.log.1").exists()
+        rotate_large([path], limit=50)
+        writer.write("after\n")
+        writer.flush()
+    assert (tmp_path / "api.log.1").read_text() == "x" * 100 + "\n"
+    assert path.read_text() == "after\n"
 
 
 def test_the_parts_are_known_before_they_log(tmp_path: Path) -> None:
