@@ -13,18 +13,18 @@ Ctrl-Z on make run) never stops a service.
 
 import os
 import signal
-import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from deploy.control import ControlServer, Handler, answering, socket_path
+from deploy import start_checks
+from deploy.control import ControlServer, Handler, socket_path
 from deploy.kafka.local_broker import REPO_ROOT, BrokerError, LocalBroker
 from deploy.local_stack import SERVICES, LocalStack
 from deploy.log_lines import SUPERVISOR, Renderer, readable_wanted, record
@@ -71,18 +71,6 @@ def _terminal() -> Terminal:
 def _own_logs(data_dir: Path) -> dict[str, list[Path]]:
     """What make run shows: its parts' logs, not the broker's (log4j keeps those, at INFO)."""
     return {part: paths for part, paths in log_files(data_dir).items() if part != "kafka"}
-
-
-def _ports_taken(ports: dict[str, int]) -> list[str]:
-    taken = []
-    for setting, port in ports.items():
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                taken.append(f"{port} ({setting})")
-    return taken
 
 
 def _service_part(stack: LocalStack, name: str) -> Part:
@@ -165,39 +153,10 @@ def _wait_for_broker(broker: LocalBroker, stopping: _Stopping, timeout: float = 
                 raise
 
 
-def _ports(env: Mapping[str, str]) -> dict[str, int]:
-    """The ports `make run` serves on, by the setting that chooses each."""
-    ports = {
-        "PI_JOBS_PORT": int(env.get("PI_JOBS_PORT", 3000)),
-        "PI_JOBS_DOWNLOADER_PORT": int(env.get("PI_JOBS_DOWNLOADER_PORT", 3002)),
-        "PI_JOBS_CALCULATOR_OPS_PORT": int(env.get("PI_JOBS_CALCULATOR_OPS_PORT", 3003)),
-        "PI_JOBS_PROJECTOR_OPS_PORT": int(env.get("PI_JOBS_PROJECTOR_OPS_PORT", 3004)),
-    }
-    if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
-        ports["KAFKA_PORT"] = int(env.get("KAFKA_PORT", 9092))
-        ports["KAFKA_CONTROLLER_PORT"] = int(env.get("KAFKA_CONTROLLER_PORT", 9093))
-    return ports
-
-
-def _why_not_start(data_dir: Path, ports: dict[str, int]) -> str | None:
-    if answering(socket_path(data_dir)):
-        return (
-            f"pi-jobs is already running from {data_dir}: `make status` shows it, `make logs` "
-            "follows it, `make stop` stops it"
-        )
-    if taken := _ports_taken(ports):
-        return (
-            f"pi-jobs: port {', '.join(taken)} already in use, by a pi-jobs started from another "
-            "directory (`make stop` there stops it) or another program: stop it, or choose other "
-            "ports with these settings"
-        )
-    return None
-
-
 def main() -> int:
     data_dir = Path(os.environ.get("PI_JOBS_DATA_DIR", REPO_ROOT / "var"))
-    ports = _ports(os.environ)
-    if refusal := _why_not_start(data_dir, ports):
+    ports = start_checks.chosen_ports(os.environ)
+    if refusal := start_checks.why_not_start(data_dir, ports):
         print(refusal, file=sys.stderr)
         return 1
     try:

@@ -10,7 +10,8 @@ import pytest
 
 from deploy import control
 from deploy.control import ControlServer, socket_path
-from deploy.run import _handler, _ports_taken, _Stopping, _why_not_start
+from deploy.run import _handler, _Stopping
+from deploy.start_checks import ports_taken, why_not_start
 from deploy.supervisor import Part, Supervisor
 
 
@@ -77,11 +78,11 @@ def test_make_status_prints_a_row_per_part(
 def test_a_second_make_run_is_told_that_one_runs_and_how_to_stop_it(tmp_path: Path) -> None:
     server = ControlServer(socket_path(tmp_path), lambda words: {"ok": True})
     try:
-        refusal = _why_not_start(tmp_path, {})
+        refusal = why_not_start(tmp_path, {})
     finally:
         server.close()
     assert refusal is not None and "already running" in refusal and "`make stop`" in refusal
-    assert _why_not_start(tmp_path, {}) is None
+    assert why_not_start(tmp_path, {}) is None
 
 
 def test_ports_another_program_holds_are_named_with_their_setting(tmp_path: Path) -> None:
@@ -90,10 +91,8 @@ def test_ports_another_program_holds_are_named_with_their_setting(tmp_path: Path
         holder.listen()
         held = holder.getsockname()[1]
         free = _free_port()
-        assert _ports_taken({"PI_JOBS_PORT": held, "KAFKA_PORT": free}) == [
-            f"{held} (PI_JOBS_PORT)"
-        ]
-        refusal = _why_not_start(tmp_path, {"PI_JOBS_PORT": held})
+        assert ports_taken({"PI_JOBS_PORT": held, "KAFKA_PORT": free}) == [f"{held} (PI_JOBS_PORT)"]
+        refusal = why_not_start(tmp_path, {"PI_JOBS_PORT": held})
     assert refusal is not None and f"{held} (PI_JOBS_PORT)" in refusal
 
 
