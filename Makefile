@@ -5,10 +5,16 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JARS := deploy/kafka/libs/.complete
 
-.PHONY: install test-tools postgresql browser run test test-unit test-integration test-e2e lint format bench bench-load bench-hostile bench-huge lock replay \
-        kafka kafka-cluster api calculator projector downloader clean status restart stop soak
+.PHONY: help install test-tools postgresql browser run test test-unit test-integration test-e2e lint format bench bench-load bench-hostile bench-huge lock replay \
+        kafka kafka-cluster api calculator projector downloader clean status restart stop logs soak
 
-install: $(INSTALLED) $(JARS)
+# `make` alone: every target with its `## ` line.
+.DEFAULT_GOAL := help
+help: ## this list
+	@echo 'pi-jobs: make <target>  (README.md says more)'
+	@awk -F ':.*## ' '/^[a-z][a-z0-9-]*:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: $(INSTALLED) $(JARS) ## .venv with every package, and the Kafka jars (Maven)
 
 $(INSTALLED): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || \
@@ -25,58 +31,61 @@ $(JARS): deploy/kafka/pom.xml | $(INSTALLED)
 
 # What only the tests need, from Debian's packages (installed when missing, as root):
 # PostgreSQL for the view-store tests, Chromium for the web page's test.
-test-tools: postgresql browser
+test-tools: postgresql browser ## PostgreSQL and Chromium for the tests (Debian packages)
 
-postgresql: | $(INSTALLED)
+postgresql: | $(INSTALLED) ## PostgreSQL for the view-store tests
 	$(BIN)/python -m deploy.postgres.local_postgres install
 
-browser:
+browser: ## Chromium and its driver for the web page's test
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { [ "$$(id -u)" = 0 ] && apt-get update -q && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } || \
 	  echo "the web page's browser test needs: apt-get install chromium chromium-driver"
 
-run: install
+run: install ## the broker and the four services, in the foreground
 	$(BIN)/python -m deploy.run
 
-# The state of each part of a running `make run`; start one again; stop it all.
-status:
+# The state of each part of a running `make run`; start one again; stop it all; its logs.
+status: ## each part of `make run`: state, pid, up, restarts, ready
 	@$(BIN)/python -m deploy.control status
 
-restart:
+restart: ## start one part again: make restart PART=calculator
 	@$(BIN)/python -m deploy.control restart $(PART)
 
-stop:
+stop: ## stop `make run` from any terminal; waits until stopped
 	@$(BIN)/python -m deploy.control stop
 
-test: install test-tools lint
+logs: ## follow every part's log, the broker's too (PART=api: one)
+	@$(BIN)/python -m deploy.logs $(PART)
+
+test: install test-tools lint ## lint, then every test (unit, integration, e2e)
 	$(BIN)/python -m pytest
 
-test-unit: install test-tools
+test-unit: install test-tools ## the unit tests
 	$(BIN)/python -m pytest tests/unit
 
-test-integration: install test-tools
+test-integration: install test-tools ## the integration tests (a real broker)
 	$(BIN)/python -m pytest tests/integration
 
-test-e2e: install test-tools
+test-e2e: install test-tools ## the end-to-end tests (the services as real processes)
 	$(BIN)/python -m pytest tests/e2e
 
-lint: install
+lint: install ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff check services deploy tests bench client
 	$(BIN)/ruff format --check services deploy tests bench client
 	$(BIN)/mypy
 
-format: install
+format: install ## ruff's formatting and fixes
 	$(BIN)/ruff format services deploy tests bench client
 	$(BIN)/ruff check --fix services deploy tests bench client
 
 # Random-kill soak: make run under clients while a random part is killed with -9 every 2 to
 # 10 s; then checks that nothing acknowledged was lost (SOAK_SECONDS, default 300).
-soak: install
+soak: install ## make run under clients, parts killed with -9 (SOAK_SECONDS)
 	$(BIN)/python -m tests.soak
 
 # Timings, not tests. BENCH_ARGS=--huge adds 100,000,000 decimals to the engine table.
-bench: install
+bench: install ## timings, not tests: engine, flow, replay, listing
 	$(BIN)/python bench/bench_engine.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_flow.py
 	$(BIN)/python bench/bench_replay.py
@@ -84,7 +93,7 @@ bench: install
 
 # pi-jobs under load beside the original app (a Node.js peer), in one table: needs wrk (from
 # Debian's packages, installed when missing and running as root) and npm.
-bench-load: install
+bench-load: install ## pi-jobs under load beside the original app (wrk, npm)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; } || \
 	  { echo "make bench-load needs wrk: apt-get install wrk"; exit 1; }
@@ -92,44 +101,40 @@ bench-load: install
 	cd bench/peers/original && npm ci --no-audit --no-fund --silent
 	$(BIN)/python -m bench.bench_load $(BENCH_ARGS)
 
-# One hostile client (slowloris, 20,000 idle connections, slow downloads) beside a polite one.
-bench-hostile: install
+bench-hostile: install ## one hostile client (slowloris, 20,000 idle connections, slow downloads) beside a polite one
 	$(BIN)/python -m bench.bench_hostile $(BENCH_ARGS)
 
-# A 100,000,000-digit job end to end: time and peak memory of each service.
-bench-huge: install
+bench-huge: install ## a 100,000,000-digit job: time and memory of each service
 	$(BIN)/python bench/bench_engine.py --huge
 	$(BIN)/python bench/bench_flow.py --huge 100000000
 
-# Re-pin every dependency after changing pyproject.toml.
-lock:
+lock: ## re-pin every dependency after editing pyproject.toml
 	$(BIN)/pip install --quiet uv && $(BIN)/uv pip compile pyproject.toml --extra dev \
 	  --generate-hashes --quiet -o requirements.lock
 
-# Rebuild the view from the log while everything keeps running, then switch to it.
-replay: install
+replay: install ## rebuild the view from the log while serving, then switch
 	$(BIN)/python -m services.projector.replay
 
-kafka: install
+kafka: install ## the broker alone, in the foreground
 	$(BIN)/python -m deploy.kafka.local_broker run
 
 # Three brokers, a three-voter KRaft quorum. Use it with:
 #   KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9192,127.0.0.1:9193,127.0.0.1:9194 \
 #   PI_JOBS_REPLICATION_FACTOR=3 PI_JOBS_MIN_INSYNC_REPLICAS=2 make run
-kafka-cluster: install
+kafka-cluster: install ## three brokers (a KRaft quorum of three), in the foreground
 	$(BIN)/python -m deploy.kafka.local_cluster run
 
-api: install
+api: install ## the api alone, in the foreground
 	$(BIN)/python -m services.api
 
-calculator: install
+calculator: install ## a calculator alone, in the foreground
 	$(BIN)/python -m services.calculator
 
-projector: install
+projector: install ## the projector alone, in the foreground
 	$(BIN)/python -m services.projector
 
-downloader: install
+downloader: install ## the downloader alone, in the foreground
 	$(BIN)/python -m services.downloader
 
-clean:
+clean: ## remove .venv, the Kafka jars and build files (not var/)
 	rm -rf $(VENV) deploy/kafka/libs build *.egg-info

@@ -2,7 +2,7 @@
 
     python -m deploy.control status                # make status
     python -m deploy.control restart calculator    # make restart PART=calculator
-    python -m deploy.control stop                  # make stop
+    python -m deploy.control stop                  # make stop (returns once all is stopped)
 
 `make run` answers on a Unix socket in its data directory (var/run/control.sock): one line of
 command, one line of JSON back.
@@ -15,6 +15,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,17 +74,36 @@ def ask(path: Path, *words: str, timeout: float = 60) -> dict[str, Any]:
 
 def answering(path: Path) -> bool:
     with contextlib.suppress(OSError, ValueError):
-        return bool(ask(path, "status", timeout=5).get("ok"))
+        return bool(ask(path, "ping", timeout=5).get("ok"))
     return False
 
 
+def _wait_stopped(path: Path, timeout: float = 120) -> bool:
+    """Whether `make run` has stopped everything (it answers until then) within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while answering(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _shown_ready(part: dict[str, Any]) -> str:
+    if part.get("ready") is None:
+        return "-"
+    return "yes" if part["ready"] else f"no: {part.get('why_not_ready') or '?'}"[:60]
+
+
 def _print_status(parts: list[dict[str, Any]]) -> None:
-    print(f"{'part':<12}{'state':<12}{'pid':>8}{'up':>10}{'restarts':>10}")
+    print(f"{'part':<12}{'state':<12}{'pid':>8}{'up':>10}{'restarts':>10}  ready")
     for part in parts:
         up = part["up_seconds"]
         shown_up = "-" if up is None else f"{up:.0f} s"
         pid = part["pid"] or "-"
-        print(f"{part['name']:<12}{part['state']:<12}{pid:>8}{shown_up:>10}{part['restarts']:>10}")
+        print(
+            f"{part['name']:<12}{part['state']:<12}{pid:>8}{shown_up:>10}{part['restarts']:>10}"
+            f"  {_shown_ready(part)}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,14 +119,19 @@ def main(argv: list[str] | None = None) -> int:
         answer = ask(path, args.command, *([args.part] if args.part else []))
     except OSError:
         print(f"pi-jobs is not running (nothing answers on {path}): `make run` starts it")
-        return 3
+        return 0 if args.command == "stop" else 3  # nothing to stop: what was asked holds
     if not answer.get("ok"):
         print(f"pi-jobs: {answer.get('error')}", file=sys.stderr)
         return 2
     if args.command == "status":
         _print_status(answer["parts"])
-    else:
-        print(answer.get("message", "done"))
+        return 0
+    print(answer.get("message", "done"), flush=True)
+    if args.command == "stop":
+        if not _wait_stopped(path):
+            print("pi-jobs: still stopping after 120 s", file=sys.stderr)
+            return 1
+        print("pi-jobs stopped")
     return 0
 
 

@@ -1,5 +1,6 @@
 """The four services as real processes on this machine: used by `make run` and the e2e tests."""
 
+import contextlib
 import json
 import sys
 import time
@@ -25,7 +26,7 @@ class LocalStack:
     calculator_ops_port: int = 3003
     projector_ops_port: int = 3004
     topic_prefix: str = "pi-jobs"
-    # None: the services write to this terminal; else one log file per service in data_dir/logs.
+    # False: the services write to this terminal; True: one log file per service in data_dir/logs.
     log_to_files: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, Popen[bytes]] = field(default_factory=dict)
@@ -87,12 +88,26 @@ class LocalStack:
         process.kill()
         process.wait()
 
-    def readiness(self) -> tuple[bool, str]:
+    def ops_url(self, service: str) -> str:
+        """Where the service answers /healthz, /readyz and /metrics."""
+        port = {
+            "api": self.api_port,
+            "downloader": self.downloader_port,
+            "calculator": self.calculator_ops_port,
+            "projector": self.projector_ops_port,
+        }[service]
+        return f"http://127.0.0.1:{port}"
+
+    def readiness(self, service: str = "api", timeout: float = 5) -> tuple[bool, str]:
+        """Whether its /readyz says ready (the api's: the whole system), and if not, why."""
         try:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=5) as response:
+            url = f"{self.ops_url(service)}/readyz"
+            with urllib.request.urlopen(url, timeout=timeout) as response:
                 return response.status == 200, "ready"
         except urllib.error.HTTPError as error:
-            return False, json.loads(error.read() or b"{}").get("error", str(error))
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                return False, str(json.loads(error.read())["error"])
+            return False, str(error)
         except (urllib.error.URLError, OSError) as error:
             return False, str(error)
 

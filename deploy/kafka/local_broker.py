@@ -282,23 +282,26 @@ class LocalBroker(LocalProcessServer):
         parts = [_tail(self.log_dir / "kafka.out", 10), _tail(self.log_dir / "server.log")]
         return "\n".join(p for p in parts if p)
 
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the broker accepts a (validate-only) topic creation now, and if not, why."""
+        try:
+            error_code = self._probe()
+        except OSError as e:
+            return False, str(e)
+        return error_code in _READY_CODES, f"CreateTopics error code {error_code}"
+
     def wait_ready(self, timeout: float = 60) -> None:
         """Return once the broker accepts a (validate-only) topic creation."""
         if self.process is None:
             raise BrokerError("broker not started")
         deadline = time.monotonic() + timeout
-        last = "no answer yet"
         while True:
             code = self.process.poll()
             if code is not None:
                 raise BrokerError(f"kafka exited with code {code}:\n{self._log_tail()}")
-            try:
-                error_code = self._probe()
-                if error_code in _READY_CODES:
-                    return
-                last = f"CreateTopics error code {error_code}"
-            except OSError as e:
-                last = str(e)
+            ready, last = self.readiness()
+            if ready:
+                return
             if time.monotonic() > deadline:
                 raise BrokerError(
                     f"kafka not ready after {timeout:g}s ({last}):\n{self._log_tail()}"

@@ -14,6 +14,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from services.calculator.offsets import OffsetTracker
+from services.shared.kafka import partition_names
 
 log = logging.getLogger(__name__)
 
@@ -84,4 +85,4 @@ class Committer(ConsumerRebalanceListener):  # type: ignore[misc]
             self._on_revoked(tp)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
+        log.info("partitions assigned", extra={"partitions": partition_names(assigned)})

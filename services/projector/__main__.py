@@ -17,6 +17,7 @@ from services.shared.kafka import (
     durable_producer,
     ensure_topics,
     group_consumer,
+    partition_names,
     send_to_dead_letters,
 )
 from services.shared.logs import configure_logging
@@ -44,7 +45,7 @@ class _ResumeFromView(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         _seek_to_view(self._consumer, self._store, assigned)
-        log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
+        log.info("partitions assigned", extra={"partitions": partition_names(assigned)})
 
 
 def _seek_to_view(

@@ -20,6 +20,14 @@ _TOPIC_ALREADY_EXISTS = 36
 _T = TypeVar("_T")
 
 
+def partition_names(partitions: Collection[TopicPartition]) -> str:
+    """`pi-jobs.digits[0] pi-jobs.events[0,1,2]`: partitions as a log line names them."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return " ".join(f"{t}[{','.join(map(str, sorted(p)))}]" for t, p in sorted(by_topic.items()))
+
+
 async def connect_with_retry(
     connect: Callable[[], Awaitable[_T]], what: str, deadline_seconds: float | None = None
 ) -> _T:

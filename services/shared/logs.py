@@ -31,6 +31,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class _ExpectedRetries(logging.Filter):
+    """aiokafka logs at ERROR some errors it retries by itself: on a first start the group
+    coordinator is not elected yet (GroupCoordinatorNotAvailableError) for a moment. They go out
+    at DEBUG; a coordinator that never comes shows as a consumer that is not ready."""
+
+    _RETRIED = (
+        "GroupCoordinatorNotAvailableError",
+        "CoordinatorLoadInProgressError",
+        "NotCoordinatorForGroupError",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.name.startswith("aiokafka"):
+            message = record.getMessage()
+            if any(name in message for name in self._RETRIED):
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
 class _OncePerInterval(logging.Filter):
     """Lets an aiokafka message through once per interval: a broker outage makes it repeat the
     same error hundreds of times a second."""
@@ -62,6 +81,7 @@ def configure_logging(service: str, level: int = logging.INFO) -> None:
     logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
+    handler.addFilter(_ExpectedRetries())
     handler.addFilter(_OncePerInterval())
     root = logging.getLogger()
     root.handlers[:] = [handler]
