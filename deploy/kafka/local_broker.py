@@ -13,6 +13,7 @@ import base64
 import fcntl
 import hashlib
 import os
+import random
 import re
 import shutil
 import socket
@@ -82,9 +83,29 @@ def ensure_jars() -> Path:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A port free now, below the kernel's range of ephemeral ports: a server that stops and
+    starts again on it (a broker restarted by a test) cannot find it taken meanwhile by the
+    outgoing connection of some client, which the kernel gives ephemeral ports only."""
+    low, _ = _ephemeral_ports()
+    for _ in range(200):
+        port = random.randrange(10_000, max(10_001, low))
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # that range is crowded: any free port will do
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def _check_port_free(host: str, port: int) -> None:
