@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JARS := deploy/kafka/libs/.complete
 
-.PHONY: install test-tools postgresql browser run test test-unit test-integration test-e2e lint format bench bench-load bench-huge lock replay \
+.PHONY: install test-tools postgresql browser run test test-unit test-integration test-e2e lint format bench bench-progress bench-load bench-huge lock replay \
         kafka kafka-cluster api calculator projector downloader clean status restart stop soak
 
 install: $(INSTALLED) $(JARS)
@@ -78,9 +78,14 @@ soak: install
 # Timings, not tests. BENCH_ARGS=--huge adds 100,000,000 decimals to the engine table.
 bench: install
 	$(BIN)/python bench/bench_engine.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_progress.py
 	$(BIN)/python bench/bench_flow.py
 	$(BIN)/python bench/bench_replay.py
 	$(BIN)/python bench/bench_listing.py
+
+# The time left a computation shows at 25% and 50%, against the time really left, by size.
+bench-progress: install
+	$(BIN)/python bench/bench_progress.py $(BENCH_ARGS)
 
 # pi-jobs under load beside the original app (a Node.js peer), in one table: needs wrk (from
 # Debian's packages, installed when missing and running as root) and npm.
