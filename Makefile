@@ -78,14 +78,14 @@ soak: install
 # Timings, not tests. BENCH_ARGS=--huge adds 100,000,000 decimals to the engine table.
 bench: install
 	$(BIN)/python bench/bench_engine.py $(BENCH_ARGS)
-	$(BIN)/python bench/bench_progress.py
+	$(BIN)/python -m bench.bench_progress
 	$(BIN)/python bench/bench_flow.py
 	$(BIN)/python bench/bench_replay.py
 	$(BIN)/python bench/bench_listing.py
 
 # The time left a computation shows at 25% and 50%, against the time really left, by size.
 bench-progress: install
-	$(BIN)/python bench/bench_progress.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.bench_progress $(BENCH_ARGS)
 
 # pi-jobs under load beside the original app (a Node.js peer), in one table: needs wrk (from
 # Debian's packages, installed when missing and running as root) and npm.

@@ -1,6 +1,6 @@
 """Progress and time left of a computation, against what really happened.
 
-    .venv/bin/python bench/bench_progress.py [--sizes 1000000,3000000,10000000,30000000]
+    .venv/bin/python -m bench.bench_progress [--sizes 1000000,3000000,10000000,30000000]
 
 Each size is computed as the calculator computes a job: the engine in a child process
 (compute_decimals), its reports fed to a ProgressTracker, read here every 50 ms. One CostModel
