@@ -8,11 +8,13 @@ serves the whole run and learns after each computation, as a calculator's does, 
 100,000-decimal computation (the smallest a job computes). Per size: the time left shown when
 the progress first reached 25% and 50%, beside the time that was really left, and the largest
 rise of the shown progress within one second (a smooth bar rises by about 1 s / total each
-second).
+second). The machine's load average over that minute closes each row: other work on the cores
+changes the speed in mid-computation, which no estimate foresees.
 """
 
 import argparse
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 
@@ -78,6 +80,7 @@ def row(num: int, readings: list[Reading], seconds: float) -> str:
         error = (reading.eta - left) / left if left > 0 else 0.0
         cells.append(f"{reading.eta:8.1f} {left:8.1f} {error:+6.0%}")
     cells.append(f"{largest_rise_in_a_second(readings):9.0%}")
+    cells.append(f"{os.getloadavg()[0]:6.1f}")
     return " ".join(cells)
 
 
@@ -86,7 +89,7 @@ async def run(sizes: list[int]) -> None:
     await readings_of(WARM_UP_DECIMALS, model)
     header = (
         f"{'decimals':>12} {'total s':>8} {'eta@25%':>8} {'left':>8} {'error':>6} "
-        f"{'eta@50%':>8} {'left':>8} {'error':>6} {'rise/1s':>9}"
+        f"{'eta@50%':>8} {'left':>8} {'error':>6} {'rise/1s':>9} {'load':>6}"
     )
     print(header)
     print("-" * len(header))
