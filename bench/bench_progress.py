@@ -3,9 +3,10 @@
     .venv/bin/python -m bench.bench_progress [--sizes 1000000,3000000,10000000,30000000]
 
 Each size is computed as the calculator computes a job: the engine in a child process
-(compute_decimals), its reports fed to a ProgressTracker, read here every 50 ms. One CostModel
-serves the whole run and learns after each computation, as a calculator's does, starting with a
-100,000-decimal computation (the smallest a job computes). Per size: the time left shown when
+(compute_decimals), its reports fed to a ProgressTracker, read here every 50 ms. Each size gets
+a fresh CostModel that has learned from one 100,000-decimal computation (the smallest a job
+computes), as a calculator's has after a small job, so rows do not depend on one another (the
+job in issue 14 came after small ones). Per size: the time left shown when
 the progress first reached 25% and 50%, beside the time that was really left, and the largest
 rise of the shown progress within one second (a smooth bar rises by about 1 s / total each
 second). The machine's load average over that minute closes each row: other work on the cores
@@ -85,8 +86,6 @@ def row(num: int, readings: list[Reading], seconds: float) -> str:
 
 
 async def run(sizes: list[int]) -> None:
-    model = CostModel()
-    await readings_of(WARM_UP_DECIMALS, model)
     header = (
         f"{'decimals':>12} {'total s':>8} {'eta@25%':>8} {'left':>8} {'error':>6} "
         f"{'eta@50%':>8} {'left':>8} {'error':>6} {'rise/1s':>9} {'load':>6}"
@@ -94,6 +93,8 @@ async def run(sizes: list[int]) -> None:
     print(header)
     print("-" * len(header))
     for num in sizes:
+        model = CostModel()
+        await readings_of(WARM_UP_DECIMALS, model)
         readings, seconds = await readings_of(num, model)
         print(row(num, readings, seconds), flush=True)
 
