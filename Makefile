@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JARS := deploy/kafka/libs/.complete
 
-.PHONY: help install test-tools postgresql browser run test test-unit test-integration test-e2e lint format bench bench-load bench-hostile bench-huge lock replay \
+.PHONY: help install test-tools postgresql browser run test test-unit test-integration test-e2e lint format bench bench-progress bench-load bench-hostile bench-huge lock replay \
         kafka kafka-cluster api calculator projector downloader clean status restart stop logs soak
 
 # `make` alone: every target with its `## ` line.
@@ -87,9 +87,14 @@ soak: install ## make run under clients, parts killed with -9 (SOAK_SECONDS)
 # Timings, not tests. BENCH_ARGS=--huge adds 100,000,000 decimals to the engine table.
 bench: install ## timings, not tests: engine, flow, replay, listing
 	$(BIN)/python bench/bench_engine.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.bench_progress
 	$(BIN)/python bench/bench_flow.py
 	$(BIN)/python bench/bench_replay.py
 	$(BIN)/python bench/bench_listing.py
+
+# The time left a computation shows at 25% and 50%, against the time really left, by size.
+bench-progress: install ## how well progress and ETAs hold, over several sizes
+	$(BIN)/python -m bench.bench_progress $(BENCH_ARGS)
 
 # pi-jobs under load beside the original app (a Node.js peer), in one table: needs wrk (from
 # Debian's packages, installed when missing and running as root) and npm.

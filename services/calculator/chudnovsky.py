@@ -7,7 +7,7 @@ Q / 2^(15 * terms)) so the big products are about 14 % smaller, and
 T gets it back through cheap shifts.
 """
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import gmpy2
 from gmpy2 import mpz
@@ -55,14 +55,24 @@ def _leaf(a: int, b: int) -> Split:
     return Split(p_total, q_full >> q_two_exponent(a, b), t)
 
 
-def split(a: int, b: int, need_p: bool = True) -> Split:
+class NodeProgress(Protocol):
+    """Told of each joined node of at least min_terms terms (see phases.EngineProgress)."""
+
+    min_terms: int
+
+    def node_done(self, a: int, b: int) -> None: ...
+
+
+def split(a: int, b: int, need_p: bool = True, progress: NodeProgress | None = None) -> Split:
     """P, reduced Q and T of terms [a, b)."""
     if b - a <= LEAF_TERMS:
         return _leaf(a, b)
     mid = (a + b) // 2
-    left = split(a, mid, True)
-    right = split(mid, b, need_p)
-    return join(left, right, q_two_exponent(mid, b))
+    told = progress if progress is not None and b - a >= progress.min_terms else None
+    joined = join(split(a, mid, True, told), split(mid, b, need_p, told), q_two_exponent(mid, b))
+    if told is not None:
+        told.node_done(a, b)
+    return joined
 
 
 def join(left: Split, right: Split, right_two_exponent: int) -> Split:

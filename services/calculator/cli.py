@@ -28,7 +28,7 @@ def _positive_int(text: str) -> int:
 
 
 def _print_progress(fraction: float) -> None:
-    sys.stderr.write(f"progress {fraction:.2f}\n")
+    sys.stderr.write(f"progress {fraction:.4f}\n")
     sys.stderr.flush()
 
 

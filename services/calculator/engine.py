@@ -19,9 +19,10 @@ from services.calculator.memory import (
     ensure_memory_for,
     estimate_peak_bytes,
 )
-from services.calculator.parallel import compute_parallel
+from services.calculator.parallel import compute_parallel, parent_terms
+from services.calculator.phases import PARALLEL_PHASES, SERIAL_PHASES, EngineProgress, total_cost
 
-__all__ = ["InsufficientMemoryError", "estimate_peak_bytes", "pi_decimals"]
+__all__ = ["InsufficientMemoryError", "estimate_peak_bytes", "modelled_cost", "pi_decimals"]
 
 GUARD_DIGITS = 16
 # The computed floor(pi * 10^(num + guard)) is off by at most 2 units.
@@ -51,16 +52,18 @@ def _compute_serial(
 ) -> str | None:
     decimals = num + guard
     terms = terms_for_digits(decimals)
-    series = split(0, terms, need_p=False)
-    report(0.6)
+    progress = EngineProgress(decimals, (0, terms), SERIAL_PHASES, report)
+    series = split(0, terms, need_p=False, progress=progress)
+    progress.finished("split")
     numerator, q_drop = pi_numerator(series.q_reduced, scaled_sqrt_10005(decimals), decimals)
+    progress.finished("numerator")
     exponent = q_drop + q_two_exponent(0, terms)
     truncated = truncate_checked(pi_scaled(numerator, exponent, series.t, decimals))
-    report(0.8)
+    progress.finished("divide")
     if truncated is None:
         return None
     digits: str = truncated.digits()[1:]  # drop the leading "3"
-    report(1.0)
+    progress.finished("digits")
     return digits
 
 
@@ -88,6 +91,15 @@ def pi_decimals(
         if digits is not None:
             return digits
         guard *= 2  # a run of 0s or 9s straddles the cut: look further
+
+
+def modelled_cost(num: int) -> float:
+    """The work pi_decimals(num) reports its progress against (see phases.py)."""
+    decimals = num + GUARD_DIGITS
+    terms = terms_for_digits(decimals)
+    if num >= PARALLEL_FROM_DECIMALS:
+        return total_cost(decimals, (0, parent_terms(terms)), PARALLEL_PHASES)
+    return total_cost(decimals, (0, terms), SERIAL_PHASES)
 
 
 def _ignore_progress(fraction: float) -> None:

@@ -25,6 +25,7 @@ from services.calculator.chudnovsky import (
     split,
     terms_for_digits,
 )
+from services.calculator.phases import PARALLEL_PHASES, EngineProgress
 from services.shared.runtime import die_with_parent
 
 # The worker also takes the square root, so the parent gets more than half the
@@ -71,13 +72,18 @@ def _worker_main(
     conn.close()
 
 
+def parent_terms(terms: int) -> int:
+    """How many of the terms the parent splits (the worker takes the rest)."""
+    return int(terms * PARENT_TERM_SHARE)
+
+
 def compute_parallel(
     num: int, guard: int, truncate_checked: TruncateChecked, report: Callable[[float], None]
 ) -> str | None:
     """Decimals of pi with one helper process; None if the guard digits were ambiguous."""
     decimals = num + guard
     terms = terms_for_digits(decimals)
-    mid = int(terms * PARENT_TERM_SHARE)
+    mid = parent_terms(terms)
     low_len = num // 2
     ctx = mp.get_context("fork")
     conn, child_conn = ctx.Pipe()
@@ -89,9 +95,10 @@ def compute_parallel(
     )
     worker.start()
     child_conn.close()
+    progress = EngineProgress(decimals, (0, mid), PARALLEL_PHASES, report)
     try:
-        left = split(0, mid, need_p=True)
-        report(0.55)
+        left = split(0, mid, need_p=True, progress=progress)
+        progress.finished("split")
         right_q_reduced = _recv(conn)
         right_t = _recv(conn)
         _send(conn, left.q_reduced)
@@ -99,21 +106,22 @@ def compute_parallel(
         del left, right_q_reduced, right_t
         numerator = _recv(conn)
         exponent = int(_recv(conn)) + q_two_exponent(0, terms)
-        report(0.65)
+        progress.finished("join")
         truncated = truncate_checked(pi_scaled(numerator, exponent, t, decimals))
         del numerator, t
-        report(0.8)
+        progress.finished("divide")
         if truncated is None:
             return None
         high, low = divmod(truncated, mpz(10) ** low_len)
         del truncated
+        progress.finished("cut")
         _send(conn, low)
         del low
         high_digits: str = high.digits()
         del high
         low_digits = conn.recv_bytes().decode("ascii")
         worker.join(timeout=10)
-        report(1.0)
+        progress.finished("digits")
         return high_digits[1:] + low_digits  # drop the leading "3"
     except EOFError:
         worker.join(timeout=1)

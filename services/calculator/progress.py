@@ -1,39 +1,45 @@
 """Progress of a running computation: what the engine reports, filled in by an estimate.
 
-The engine reports a few milestones; between them, progress and time left come from a cost model
-(calibrated by the computations this calculator has finished), so a long job's status moves every
-few seconds without flooding the log.
+The engine reports the share of its work done, in steps of about 1%, in proportion to time (see
+phases.py): the time it took for that share says how long the rest will take. Between reports,
+and before the first, progress and time left come from the elapsed time, so a long job's status
+moves every few seconds without flooding the log.
 """
 
-import math
 import time
 from collections.abc import Awaitable, Callable
 
-# Seconds for 1,000,000 decimals before any calibration (this 2-core machine: ~0.5 s).
-_INITIAL_SECONDS_PER_MILLION = 0.6
+from services.calculator.engine import modelled_cost
+
+# Wall seconds per unit of modelled work before any calibration (this 2-core machine, idle:
+# about 0.5 s for 1,000,000 decimals, 7 s for 10,000,000).
+_INITIAL_SECONDS_PER_WORK = 1.7e-11
+# Starting the engine's process, before it reports anything.
+_START_UP_SECONDS = 0.15
+# Shorter computations are mostly start-up and never show an estimate: nothing to learn.
+_LEARN_FROM_SECONDS = 1.0
 # Progress estimated from time alone stops short of done: only the engine says it is finished.
 _ESTIMATE_CAP = 0.95
 
 
-def _work(num: int) -> float:
-    """Relative cost of `num` decimals: binary splitting and GMP's FFT grow like n log(n)^2."""
-    return num * math.log2(max(num, 2)) ** 2
-
-
 class CostModel:
+    """Seconds a computation takes: the engine's modelled work at the speed recently seen."""
+
     def __init__(self) -> None:
-        self._seconds_per_work = _INITIAL_SECONDS_PER_MILLION / _work(1_000_000)
+        self._seconds_per_work = _INITIAL_SECONDS_PER_WORK
 
     def estimate_seconds(self, num: int) -> float:
-        return self._seconds_per_work * _work(num)
+        return _START_UP_SECONDS + self._seconds_per_work * modelled_cost(num)
 
     def learn(self, num: int, seconds: float) -> None:
-        observed = seconds / _work(num)
+        if seconds < _LEARN_FROM_SECONDS:
+            return
+        observed = (seconds - _START_UP_SECONDS) / modelled_cost(num)
         self._seconds_per_work = 0.5 * self._seconds_per_work + 0.5 * observed
 
 
 class ProgressTracker:
-    """Turns engine milestones and elapsed time into (progress, seconds left) to publish."""
+    """Turns engine reports and elapsed time into (progress, seconds left) to publish."""
 
     def __init__(
         self,
@@ -43,26 +49,34 @@ class ProgressTracker:
         interval_seconds: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._estimate = model.estimate_seconds(num)
         self._publish = publish
         self._interval = interval_seconds
         self._clock = clock
-        self._started = clock()
+        # Progress runs from _since and takes _expected seconds in all.
+        self._since = clock()
+        self._expected = model.estimate_seconds(num)
+        self._engine_started = False
         self._reported = 0.0
         self._shown = 0.0  # never published lower than before: estimates only move forward
-        self._last_publish = self._started
+        self._last_publish = self._since
 
     def engine_reported(self, fraction: float) -> None:
+        now = self._clock()
+        if not self._engine_started:
+            # Its first report comes as it starts computing: its rate leaves out the start-up.
+            self._engine_started = True
+            self._expected = max(self._expected - (now - self._since), 0.0)
+            self._since = now
         self._reported = max(self._reported, fraction)
         if fraction > 0:
-            # The engine's own figure says how long the whole will take.
-            self._estimate = (self._clock() - self._started) / fraction
+            # The engine's work is modelled in proportion to time: the rest goes at this rate.
+            self._expected = (now - self._since) / fraction
 
     def current(self) -> tuple[float, float]:
-        elapsed = self._clock() - self._started
-        by_time = min(elapsed / self._estimate, _ESTIMATE_CAP) if self._estimate else 0.0
+        running = self._clock() - self._since
+        by_time = min(running / self._expected, _ESTIMATE_CAP) if self._expected else 0.0
         self._shown = max(self._shown, self._reported, by_time)
-        return round(self._shown, 3), round(max(self._estimate - elapsed, 0.0), 1)
+        return round(self._shown, 3), round(max(self._expected - running, 0.0), 1)
 
     async def tick(self) -> None:
         """Publish if the last publication is older than the interval."""

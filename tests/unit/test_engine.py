@@ -1,6 +1,7 @@
 """Digit engine against an independent computation (mpmath's own Chudnovsky)."""
 
 import hashlib
+import itertools
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 from services.calculator import engine, memory
 from services.calculator.engine import InsufficientMemoryError, estimate_peak_bytes, pi_decimals
+from services.calculator.phases import REPORT_STEP
 from tests.support import wait_until
 
 PI_DIGITS_BIN = Path(sys.executable).parent / "pi-digits"
@@ -105,13 +107,17 @@ def test_ten_million_hash() -> None:
     assert hashlib.sha256(digits.encode("ascii")).hexdigest() == SHA256_10M
 
 
-def test_progress_is_a_handful_of_increasing_fractions() -> None:
-    for num in (1000, 300_000):
-        seen: list[float] = []
-        pi_decimals(num, on_progress=seen.append)
-        assert 2 <= len(seen) <= 10
-        assert seen == sorted(seen)
-        assert seen[0] >= 0 and seen[-1] == 1.0
+@pytest.mark.parametrize("num", [1000, 50_000, 300_000])  # serial and parallel
+def test_progress_rises_from_0_to_1_in_small_steps(num: int) -> None:
+    seen: list[float] = []
+    assert pi_decimals(num, on_progress=seen.append) == mpmath_decimals(num)
+    assert seen[0] == 0.0 and seen[-1] == 1.0
+    steps = [later - earlier for earlier, later in itertools.pairwise(seen)]
+    assert all(step > 0 for step in steps)
+    assert max(steps) < 0.2  # one GMP call: a division, a conversion, the last join
+    assert len(seen) <= 1 / REPORT_STEP + 2  # a line per percent at most
+    if num >= 300_000:
+        assert len(seen) > 30
 
 
 @pytest.mark.parametrize("bad", [0, -5, True, 1.5, "12"])
@@ -169,9 +175,9 @@ def test_cli_progress_goes_to_stderr() -> None:
     result = run_cli("200000", "--progress")
     assert result.returncode == 0
     lines = result.stderr.decode().splitlines()
-    assert 2 <= len(lines) <= 10
+    assert 2 <= len(lines) <= 1 / REPORT_STEP + 2
     assert all(line.startswith("progress ") for line in lines)
-    assert lines[-1] == "progress 1.00"
+    assert lines[0] == "progress 0.0000" and lines[-1] == "progress 1.0000"
 
 
 def _children(pid: int) -> list[int]:
