@@ -50,8 +50,8 @@ class ViewWithAccepted:
     ) -> list[JobView]:
         return self._view.list_jobs(status, limit, before, owner)
 
-    def unfinished_jobs(self) -> list[JobView]:
-        return self._view.unfinished_jobs()
+    def unfinished_jobs(self, larger_than: int = 0) -> list[JobView]:
+        return self._view.unfinished_jobs(larger_than)
 
     def count_by_status(self) -> dict[str, int]:
         return self._view.count_by_status()

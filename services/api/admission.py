@@ -1,8 +1,10 @@
 """Admission by cost: how much computation one client may have waiting, and the whole queue.
 
-A job costs the decimals it asks for when they are not stored yet; a job the stored digits
-answer costs nothing. Each owner (an API key, or a client address) may have a budget of such
-decimals queued or running, and the queue as a whole a cap; beyond them, 429.
+A job costs the decimals it asks for when they are not stored yet and there are more than
+FREE_DECIMALS of them; others cost nothing (the stored digits answer them, or the engine
+computes them in well under a second, each digit once for all the jobs that need it). Each
+owner (an API key, or a client address) may have a budget of such decimals queued or running,
+and the queue as a whole a cap; beyond them, 429.
 
 Only costly submissions are checked, one at a time in each API process: each reads the view
 after a read barrier (so it sees every job acknowledged before it) and is answered once the view
@@ -20,6 +22,7 @@ from services.shared.view import JobView, ViewReader, read_view
 from services.shared.web import ApiError
 
 RETRY_AFTER_SECONDS = 60
+FREE_DECIMALS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -28,11 +31,17 @@ class CostLimits:
     queued: int  # of everyone
 
 
+def free_up_to(stored_digits: int) -> int:
+    """Jobs of at most this many decimals cost nothing."""
+    return max(stored_digits, FREE_DECIMALS)
+
+
 def refusal(
-    owner: str, num: int, unfinished: Iterable[JobView], stored: int, limits: CostLimits
+    owner: str, num: int, unfinished: Iterable[JobView], free: int, limits: CostLimits
 ) -> str | None:
-    """Why a job of `num` decimals from `owner` is refused now, or None to accept it."""
-    costly = [job for job in unfinished if job.num > stored]
+    """Why a job of `num` decimals from `owner` is refused now, or None to accept it; jobs of
+    at most `free` decimals cost nothing."""
+    costly = [job for job in unfinished if job.num > free]
     mine = [job for job in costly if job.owner == owner]
     my_decimals = sum(job.num for job in mine)
     queued = sum(job.num for job in costly)
@@ -64,14 +73,14 @@ class Admission:
         """Enter to submit a job: refused with a 429, or admitted. Yields whether the job is
         costly; a costly job must be in the view before the block ends."""
         view = self._view
-        if num <= await read_view(view, view.stored_digits):
+        if num <= FREE_DECIMALS or num <= await read_view(view, view.stored_digits):
             yield False
             return
         async with self._costly:
             await self._catch_up()
-            unfinished = await read_view(view, view.unfinished_jobs)
-            stored = await read_view(view, view.stored_digits)
-            why = refusal(owner, num, unfinished, stored, self._limits)
+            free = free_up_to(await read_view(view, view.stored_digits))
+            unfinished = await read_view(view, view.unfinished_jobs, free)
+            why = refusal(owner, num, unfinished, free, self._limits)
             if why is not None:
                 raise ApiError(429, why, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
             yield True

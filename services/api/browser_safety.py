@@ -29,8 +29,8 @@ class BrowserSafety:
         self._allowed = allowed_origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
+        if scope["type"] != "http" or (scope["method"] in _SAFE_METHODS and not self._allowed):
+            await self._app(scope, receive, send)  # the reads clients make most: nothing to do
             return
         headers = Headers(scope=scope)
         origin = headers.get("origin")

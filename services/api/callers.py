@@ -7,6 +7,7 @@ needs `Authorization: Bearer <key>`; the owner is the key's name, and a job of a
 answered as not found.
 """
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ class Caller:
         return not self.keyed or owner == self.owner
 
 
+@functools.lru_cache(maxsize=4096)
 def address_owner(address: str) -> str:
     """The owner of an address's jobs, as written to the log: a pseudonym, not the address."""
     return "address-" + hashlib.sha256(b"pi-jobs owner\0" + address.encode()).hexdigest()[:16]

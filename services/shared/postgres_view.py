@@ -15,7 +15,12 @@ from typing import Any, TypeVar
 import psycopg
 
 from services.shared.events import DIGITS_PER_CHUNK, DigitsStored
-from services.shared.view import UNFINISHED_JOBS_QUERY, JobView, Positions, listing_query
+from services.shared.view import (
+    JobView,
+    Positions,
+    listing_query,
+    unfinished_jobs_query,
+)
 
 # The view holds nothing the log does not, so a new schema is not migrated: the writer drops the
 # old tables and the projector rebuilds the view from offset 0.
@@ -26,6 +31,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT COLLATE "C" PRIMARY KEY,
     status TEXT COLLATE "C" NOT NULL,
     requested_us BIGINT NOT NULL,
+    num BIGINT NOT NULL,
     owner TEXT COLLATE "C",
     body TEXT NOT NULL
 );
@@ -210,8 +216,9 @@ class PostgresView:
         rows = self._run(lambda db: db.execute(sql, params).fetchall())
         return [JobView.model_validate_json(body) for (body,) in rows]
 
-    def unfinished_jobs(self) -> list[JobView]:
-        rows = self._run(lambda db: db.execute(UNFINISHED_JOBS_QUERY).fetchall())
+    def unfinished_jobs(self, larger_than: int = 0) -> list[JobView]:
+        sql = unfinished_jobs_query("%s")
+        rows = self._run(lambda db: db.execute(sql, (larger_than,)).fetchall())
         return [JobView.model_validate_json(body) for (body,) in rows]
 
     def count_by_status(self) -> dict[str, int]:
@@ -266,7 +273,7 @@ class PostgresView:
     ) -> None:
         # Materialised first, so that a retry on a new connection writes the same rows.
         job_rows = [
-            (j.job_id, j.status, j.requested_us, j.owner, j.model_dump_json()) for j in jobs
+            (j.job_id, j.status, j.requested_us, j.num, j.owner, j.model_dump_json()) for j in jobs
         ]
         chunk_rows = [(c.chunk_index, c.digits) for c in chunks]
         position_rows = [(topic, part, offset) for (topic, part), offset in positions.items()]
@@ -275,10 +282,10 @@ class PostgresView:
             with db.transaction(), db.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
                 cursor.executemany(
-                    "INSERT INTO jobs (job_id, status, requested_us, owner, body) "
-                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (job_id) DO UPDATE SET "
+                    "INSERT INTO jobs (job_id, status, requested_us, num, owner, body) "
+                    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (job_id) DO UPDATE SET "
                     "status = EXCLUDED.status, requested_us = EXCLUDED.requested_us, "
-                    "owner = EXCLUDED.owner, body = EXCLUDED.body",
+                    "num = EXCLUDED.num, owner = EXCLUDED.owner, body = EXCLUDED.body",
                     job_rows,
                 )
                 # Every copy of a chunk holds the same digits, whoever computed it: keep the first.

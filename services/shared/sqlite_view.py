@@ -11,7 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from services.shared.events import DIGITS_PER_CHUNK, DigitsStored
-from services.shared.view import UNFINISHED_JOBS_QUERY, JobView, Positions, listing_query
+from services.shared.view import (
+    JobView,
+    Positions,
+    listing_query,
+    unfinished_jobs_query,
+)
 
 # The view holds nothing the log does not, so a new schema is not migrated: the writer drops the
 # old tables and the projector rebuilds the view from offset 0.
@@ -21,6 +26,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
     status TEXT NOT NULL,
     requested_us INTEGER NOT NULL,
+    num INTEGER NOT NULL,
     owner TEXT,
     body TEXT NOT NULL
 );
@@ -174,8 +180,8 @@ class SqliteView:
     ) -> list[JobView]:
         return self._bodies(*listing_query(status, limit, before, owner, "?"))
 
-    def unfinished_jobs(self) -> list[JobView]:
-        return self._bodies(UNFINISHED_JOBS_QUERY)
+    def unfinished_jobs(self, larger_than: int = 0) -> list[JobView]:
+        return self._bodies(unfinished_jobs_query("?"), (larger_than,))
 
     def count_by_status(self) -> dict[str, int]:
         with self._connection() as db:
@@ -238,10 +244,10 @@ class SqliteView:
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany(
-                    "INSERT OR REPLACE INTO jobs (job_id, status, requested_us, owner, body) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO jobs (job_id, status, requested_us, num, owner, body) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     [
-                        (j.job_id, j.status, j.requested_us, j.owner, j.model_dump_json())
+                        (j.job_id, j.status, j.requested_us, j.num, j.owner, j.model_dump_json())
                         for j in jobs
                     ],
                 )

@@ -73,8 +73,8 @@ class ViewReader(Protocol):
         with `owner`, only that owner's jobs."""
         ...
 
-    def unfinished_jobs(self) -> list[JobView]:
-        """The jobs queued or in progress."""
+    def unfinished_jobs(self, larger_than: int = 0) -> list[JobView]:
+        """The jobs queued or in progress for more than `larger_than` decimals."""
         ...
 
     def count_by_status(self) -> dict[str, int]: ...
@@ -116,7 +116,9 @@ async def read_view(
     return read(*args, **kwargs)
 
 
-UNFINISHED_JOBS_QUERY = "SELECT body FROM jobs WHERE status IN ('queued', 'in_progress')"
+def unfinished_jobs_query(mark: str) -> str:
+    """The SQL of unfinished_jobs(larger_than), with `mark` as the parameter placeholder."""
+    return f"SELECT body FROM jobs WHERE status IN ('queued', 'in_progress') AND num > {mark}"
 
 
 def listing_query(

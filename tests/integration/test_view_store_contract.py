@@ -211,6 +211,8 @@ def test_jobs_are_listed_by_owner_and_unfinished_ones_are_found(store: Store) ->
     assert view.list_jobs(None, 10, None, "carol") == []
     unfinished = {j.job_id: j.owner for j in view.unfinished_jobs()}
     assert unfinished == {"j0": "bob", "j1": "alice", "j4": "bob"}
+    view.commit([jobs[4].model_copy(update={"num": 100})], [], {})
+    assert [j.job_id for j in view.unfinished_jobs(larger_than=3)] == ["j4"]
 
 
 def test_jobs_requested_at_the_same_moment_are_ordered_by_id(store: Store) -> None:
