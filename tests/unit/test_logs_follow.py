@@ -1,7 +1,7 @@
 """`make logs` (deploy/logs.py): following files as they grow, are moved aside or cut."""
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -61,56 +61,41 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-class _Following:
-    """A Follower of `part` (None: every part) on a thread of its own, collecting what it shows."""
-
-    def __init__(self, data_dir: Path, part: str | None) -> None:
-        self.shown: list[tuple[str, str]] = []
-
-        def files() -> dict[str, list[Path]]:
-            return {p: paths for p, paths in log_files(data_dir).items() if part in (None, p)}
-
-        follower = Follower(files, lambda p, line: self.shown.append((p, line)), backlog=10)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=follower.follow, args=(self._stop, 0.02))
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
+Shown = list[tuple[str, str]]
 
 
-@pytest.fixture
-def following() -> Iterator[list[_Following]]:
-    started: list[_Following] = []
-    yield started
-    for each in started:
-        each.close()
+def _following(data_dir: Path, part: str | None, run: Callable[[Follower], None]) -> Shown:
+    """What a Follower of `part` (None: every part) shows, as it shows it."""
+    shown: Shown = []
+
+    def files() -> dict[str, list[Path]]:
+        return {p: paths for p, paths in log_files(data_dir).items() if part in (None, p)}
+
+    run(Follower(files, lambda p, line: shown.append((p, line)), backlog=10))
+    return shown
 
 
 def test_every_part_is_followed_the_broker_and_late_comers_included(
-    data_dir: Path, following: list[_Following]
+    data_dir: Path, run_follower: Callable[[Follower], None]
 ) -> None:
     logs = data_dir / "logs"
     _append(logs / "api.log", '{"time": "2026-12-03T03:00:02Z", "message": "second"}\n')
     _append(logs / "pi-jobs.log", '{"time": "2026-12-03T03:00:01Z", "message": "first"}\n')
-    every = _Following(data_dir, None)
-    following.append(every)
-    wait_until(lambda: len(every.shown) == 2, 10, "the backlog")
-    assert [part for part, _ in every.shown] == ["pi-jobs", "api"]  # in time order
+    every = _following(data_dir, None, run_follower)
+    wait_until(lambda: len(every) == 2, 10, "the backlog")
+    assert [part for part, _ in every] == ["pi-jobs", "api"]  # in time order
     _append(data_dir / "kafka" / "logs" / "server.log", "[2026-12-03 03:00:03,000] INFO up (k)\n")
     _append(logs / "calculator-2.log", record("a second calculator") + "\n")
-    wait_until(lambda: len(every.shown) == 4, 10, "the broker's line and a new part's")
-    assert {part for part, _ in every.shown[2:]} == {"kafka", "calculator-2"}
+    wait_until(lambda: len(every) == 4, 10, "the broker's line and a new part's")
+    assert {part for part, _ in every[2:]} == {"kafka", "calculator-2"}
 
 
-def test_one_part_alone(data_dir: Path, following: list[_Following]) -> None:
-    api = _Following(data_dir, "api")
-    following.append(api)
+def test_one_part_alone(data_dir: Path, run_follower: Callable[[Follower], None]) -> None:
+    api = _following(data_dir, "api", run_follower)
     _append(data_dir / "logs" / "projector.log", "not this\n")
     _append(data_dir / "logs" / "api.log", "this\n")
-    wait_until(lambda: api.shown, 10, "the api's line")
-    assert api.shown == [("api", "this")]
+    wait_until(lambda: api, 10, "the api's line")
+    assert api == [("api", "this")]
 
 
 def test_lines_written_between_two_looks_are_shown_in_time_order(data_dir: Path) -> None:

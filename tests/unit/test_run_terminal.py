@@ -6,10 +6,8 @@ import json
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from deploy.kafka.local_broker import REPO_ROOT
 from deploy.log_lines import Renderer
@@ -40,33 +38,19 @@ def _run_child(data_dir: Path, part: str, code: str) -> None:
     assert child.wait(timeout=60) == 0
 
 
-class _Showing:
-    """What make run does: a Follower of its parts' logs on a thread, showing on `show`."""
-
-    def __init__(self, data_dir: Path, show: Callable[[str, str], None]) -> None:
-        follower = Follower(lambda: _own_logs(data_dir), show, backlog=0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=follower.follow, args=(self._stop, 0.02))
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
+RunFollower = Callable[[Follower], None]
 
 
-@pytest.fixture
-def showing() -> Iterator[list[_Showing]]:
-    started: list[_Showing] = []
-    yield started
-    for each in started:
-        each.close()
+def _show(data_dir: Path, show: Callable[[str, str], None], run: RunFollower) -> None:
+    """What make run does: follow its parts' logs on a thread, showing each line on `show`."""
+    run(Follower(lambda: _own_logs(data_dir), show, backlog=0))
 
 
 def test_a_service_is_shown_readably_and_its_file_keeps_every_json_line(
-    tmp_path: Path, showing: list[_Showing]
+    tmp_path: Path, run_follower: RunFollower
 ) -> None:
     terminal = io.StringIO()
-    showing.append(_Showing(tmp_path, Terminal(terminal, Renderer(colour=False)).show))
+    _show(tmp_path, Terminal(terminal, Renderer(colour=False)).show, run_follower)
     own_log = _OwnLog(tmp_path / "logs" / "pi-jobs.log")
     own_log.say("starting kafka ...")
     own_log.close()
@@ -84,24 +68,24 @@ def test_a_service_is_shown_readably_and_its_file_keeps_every_json_line(
 
 
 def test_off_a_terminal_the_lines_are_shown_as_written(
-    tmp_path: Path, showing: list[_Showing]
+    tmp_path: Path, run_follower: RunFollower
 ) -> None:
     terminal = io.StringIO()
-    showing.append(_Showing(tmp_path, Terminal(terminal, None).show))
+    _show(tmp_path, Terminal(terminal, None).show, run_follower)
     _run_child(tmp_path, "api", _SERVICE)
     written = (tmp_path / "logs" / "api.log").read_text()
     wait_until(lambda: terminal.getvalue() == written, 10, "every line as written")
 
 
 def test_a_terminal_that_stops_reading_never_stops_a_child(
-    tmp_path: Path, showing: list[_Showing]
+    tmp_path: Path, run_follower: RunFollower
 ) -> None:
     resumed = threading.Event()
 
     def stuck(part: str, line: str) -> None:  # Ctrl-S, say, or make run stopped by Ctrl-Z
         resumed.wait()
 
-    showing.append(_Showing(tmp_path, stuck))
+    _show(tmp_path, stuck, run_follower)
     try:
         _run_child(tmp_path, "calculator", "for i in range(50_000): print('x' * 100, i)")
         lines = (tmp_path / "logs" / "calculator.log").read_text().splitlines()
