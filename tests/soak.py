@@ -38,7 +38,7 @@ from deploy.kafka.local_broker import REPO_ROOT, free_port
 from services.shared.settings import KafkaSettings
 from services.shared.sqlite_view import SqliteView
 from tests.log_and_view import how_view_differs_from_the_log, listed_twice
-from tests.support import reference_pi_text
+from tests.support import reference_pi_text, wait_until
 
 PARTS = ("kafka", "projector", "calculator", "downloader", "api")
 MAX_NUM = 5_000_000
@@ -110,13 +110,12 @@ class SoakStack:
         return False
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.ready():
+        def up() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"make run exited with code {self.process.returncode}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not every part running and ready after {timeout:.0f} s")
-            time.sleep(0.5)
+            return self.ready()
+
+        wait_until(up, timeout, "every part running and ready")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -348,9 +347,9 @@ def _final_checks(stack: SoakStack, seconds: float, kills: Counter[str], tally: 
     """With every part up: each acknowledged job finishes, downloads are right, the listing
     has each job once, and the view is the fold of the log."""
     unfinished = dict(tally.acknowledged)
-    deadline = time.monotonic() + 600
     with httpx.Client(base_url=stack.url, timeout=60) as http:
-        while unfinished and time.monotonic() < deadline:
+
+        def all_finished() -> bool:
             for job_id, num in list(unfinished.items()):
                 with contextlib.suppress(httpx.HTTPError):
                     response = http.get(f"/pi_job/{job_id}")
@@ -359,17 +358,23 @@ def _final_checks(stack: SoakStack, seconds: float, kills: Counter[str], tally: 
                         del unfinished[job_id]
                         if status == "complete" and tally.downloads_checked < 1000:
                             check_download(http, tally, job_id, num)
-            if unfinished:
-                time.sleep(1)
+            return not unfinished
+
+        with contextlib.suppress(AssertionError):  # what is still unfinished is reported lost
+            wait_until(all_finished, 600, "every acknowledged job to finish")
         twice = listed_twice(http)
     view = SqliteView(stack.data_dir / "view.sqlite3")
     difference: str | None = "not compared"
     try:
-        for _ in range(60):  # the view catches up with the last events within seconds
+
+        def view_is_the_fold() -> bool:
+            nonlocal difference
             difference = how_view_differs_from_the_log(stack.kafka, view)
-            if difference is None:
-                break
-            time.sleep(1)
+            return difference is None
+
+        # The view catches up with the last events within seconds; else the difference is told.
+        with contextlib.suppress(AssertionError):
+            wait_until(view_is_the_fold, 60, "the view to equal the fold of the log")
     finally:
         view.close()
     return Report(seconds, kills, tally, sorted(unfinished), twice, difference)
