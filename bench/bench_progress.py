@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.bench_progress [--sizes 1000000,3000000,10000000,30000000]
 
 Each size is computed as the calculator computes a job: the engine in a child process
-(compute_decimals), its reports fed to a ProgressTracker, read here every 50 ms. Each size gets
+(compute_digits), its reports fed to a ProgressTracker, read here every 50 ms. Each size gets
 a fresh CostModel that has learned from one 100,000-decimal computation (the smallest a job
 computes), as a calculator's has after a small job, so rows do not depend on one another (the
 job in issue 14 came after small ones). Per size: the time left shown when
@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from services.calculator.compute import compute_decimals
+from services.calculator.compute import compute_digits
 from services.calculator.progress import CostModel, ProgressTracker
 
 WARM_UP_DECIMALS = 100_000
@@ -42,7 +42,7 @@ async def readings_of(num: int, model: CostModel) -> tuple[list[Reading], float]
 
     tracker = ProgressTracker(num, model, publish)
     started = time.monotonic()
-    computing = asyncio.ensure_future(compute_decimals(num, tracker.engine_reported))
+    computing = asyncio.ensure_future(compute_digits(num, 10, tracker.engine_reported))
     readings: list[Reading] = []
     while not computing.done():
         progress, eta = tracker.current()

@@ -104,13 +104,27 @@ class PiJobsApi:
             raise CliError(EXIT_HTTP_ERROR, f"{method} {path}: the answer is not a JSON object")
         return body
 
-    def submit(self, num: int, idempotency_key: str | None = None) -> str:
+    def submit(self, num: int, idempotency_key: str | None = None, radix: int = 10) -> str:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        body = self._call("POST", "/pi_job", json={"num": num}, headers=headers)
+        asked = {"num": num} if radix == 10 else {"num": num, "radix": radix}
+        body = self._call("POST", "/pi_job", json=asked, headers=headers)
         job_id = body.get("job_id")
         if not isinstance(job_id, str):
             raise CliError(EXIT_HTTP_ERROR, "POST /pi_job: the answer has no job_id")
         return job_id
+
+    def digits(self, start: int, count: int, radix: int = 10) -> str:
+        """Digits at positions [start, start + count) (position 0 is the 3), from GET /v1/pi."""
+        params = {"start": start, "numberOfDigits": count, "radix": radix}
+        content = self._call("GET", "/v1/pi", params=params).get("content")
+        if not isinstance(content, str):
+            raise CliError(EXIT_HTTP_ERROR, "GET /v1/pi: the answer has no content")
+        return content
+
+    def search(self, digits: str, limit: int, radix: int = 10) -> JobStatus:
+        """Where `digits` first occur in the stored digits, from GET /v1/pi/search."""
+        params = {"q": digits, "limit": limit, "radix": radix}
+        return self._call("GET", "/v1/pi/search", params=params)
 
     def status(self, job_id: str) -> JobStatus:
         return self._call("GET", f"/pi_job/{quote(job_id, safe='')}")

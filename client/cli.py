@@ -113,7 +113,10 @@ def build_parser() -> Parser:
         )
 
     submit = command("submit", "submit a job for N decimals of pi; prints its id")
-    submit.add_argument("num", metavar="N", type=whole_number, help="how many decimals")
+    submit.add_argument("num", metavar="N", type=whole_number, help="how many digits")
+    submit.add_argument(
+        "--radix", type=int, choices=(10, 16), default=10, help="16: hexadecimal digits"
+    )
     submit.add_argument("--wait", action="store_true", help="wait for it, with a progress bar")
     submit.add_argument(
         "--download", metavar="PATH", type=Path, help="wait, then download the zip to PATH"
@@ -142,7 +145,24 @@ def build_parser() -> Parser:
 
     cancel = command("cancel", "cancel a queued or running job")
     cancel.add_argument("job_id", metavar="ID")
+
+    digits = command("digits", "print stored digits of pi at any position (0 is the 3)")
+    digits.add_argument("--start", type=position, default=0, help="first position (default 0)")
+    digits.add_argument(
+        "--count", type=whole_number, default=100, help="how many digits (default 100)"
+    )
+    digits.add_argument("--radix", type=int, choices=(10, 16), default=10, help="10 or 16")
+
+    search = command("search", "where a string of digits first occurs in the stored digits")
+    search.add_argument("query", metavar="DIGITS", help="1 to 20 digits, e.g. 31415 or a date")
+    search.add_argument("--limit", type=whole_number, default=10, help="at most this many")
+    search.add_argument("--radix", type=int, choices=(10, 16), default=10, help="10 or 16")
     return parser
+
+
+def position(text: str) -> int:
+    """A position in the digits: 0 (the 3) or more."""
+    return 0 if text.strip() == "0" else whole_number(text)
 
 
 def emit_json(document: Any) -> None:
@@ -210,8 +230,17 @@ def say_saved(path: Path, as_json: bool) -> None:
         print(path)
 
 
+def show_positions(found: JobStatus) -> None:
+    positions = found.get("positions") or []
+    searched = found.get("digits_searched")
+    where = ", ".join(str(p) for p in positions) if positions else "not found"
+    print(where)
+    if isinstance(searched, int):
+        note(f"searched {searched:,} of {found.get('digits_stored', 0):,} stored positions")
+
+
 def submit(args: argparse.Namespace, api: PiJobsApi) -> None:
-    job_id = api.submit(args.num, args.idempotency_key)
+    job_id = api.submit(args.num, args.idempotency_key, args.radix)
     if not (args.wait or args.download):
         if args.json:
             emit_json({"success": True, "job_id": job_id})
@@ -257,6 +286,18 @@ def run(args: argparse.Namespace, api: PiJobsApi) -> int:
             if page.get("next_cursor"):
                 sys.stdout.flush()  # the hint comes after the table, even through a pipe
                 note(f"more jobs: {next_page(args, page['next_cursor'])}")
+    elif args.command == "digits":
+        content = api.digits(args.start, args.count, args.radix)
+        if args.json:
+            emit_json({"content": content})
+        else:
+            print(content)
+    elif args.command == "search":
+        found = api.search(args.query, args.limit, args.radix)
+        if args.json:
+            emit_json(found)
+        else:
+            show_positions(found)
     elif args.command == "cancel":
         answer = api.cancel(args.job_id)
         if args.json:

@@ -90,3 +90,17 @@ def otlp_collector() -> Iterator[tuple[str, OtlpPosts]]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def reference_pi_hex(num: int) -> str:
+    """`3` and `num` hexadecimal digits after the point (lower case), from mpmath."""
+    with mpmath.workprec(4 * num + 64):
+        scaled = int(mpmath.floor(mpmath.pi * mpmath.mpf(16) ** num))
+    return format(scaled, "x")
+
+
+# The Pi API's published first 100 hexadecimal digits (pi.delivery, GET /v1/pi?radix=16).
+PI_API_FIRST_100_HEX = (
+    "3243f6a8885a308d313198a2e03707344a4093822299f31d0082efa98ec4e6c8"
+    "9452821e638d01377be5466cf34e90c6cc0a"
+)

@@ -5,7 +5,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
-from services.shared.events import JobRequested
+from services.shared.events import JobRequested, Radix
 from services.shared.view import JobView, ViewReader
 
 
@@ -24,6 +24,7 @@ class ViewWithAccepted:
             status="queued",
             requested_at=event.occurred_at,
             owner=event.owner,
+            radix=event.radix,
         )
         with self._lock:
             self._accepted[event.job_id] = job
@@ -56,8 +57,8 @@ class ViewWithAccepted:
     def count_by_status(self) -> dict[str, int]:
         return self._view.count_by_status()
 
-    def stored_digits(self) -> int:
-        return self._view.stored_digits()
+    def stored_digits(self, radix: Radix = 10) -> int:
+        return self._view.stored_digits(radix)
 
     def iter_digits(self, count: int) -> Iterator[str]:
         return self._view.iter_digits(count)

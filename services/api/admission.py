@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from services.shared.events import Radix
+from services.shared.radix import decimals_needed
 from services.shared.view import JobView, ViewReader, read_view
 from services.shared.web import ApiError
 
@@ -43,8 +45,8 @@ def refusal(
     at most `free` decimals cost nothing."""
     costly = [job for job in unfinished if job.num > free]
     mine = [job for job in costly if job.owner == owner]
-    my_decimals = sum(job.num for job in mine)
-    queued = sum(job.num for job in costly)
+    my_decimals = sum(_cost(job) for job in mine)
+    queued = sum(_cost(job) for job in costly)
     if my_decimals + num > limits.per_owner:
         return (
             f"{len(mine)} of your jobs are queued or running ({my_decimals:,} decimals to "
@@ -59,6 +61,10 @@ def refusal(
     return None
 
 
+def _cost(job: JobView) -> int:
+    return decimals_needed(job.num, job.radix)
+
+
 class Admission:
     def __init__(
         self, limits: CostLimits, view: ViewReader, catch_up: Callable[[], Awaitable[None]]
@@ -69,10 +75,15 @@ class Admission:
         self._costly = asyncio.Lock()
 
     @asynccontextmanager
-    async def admit(self, owner: str, num: int) -> AsyncIterator[bool]:
+    async def admit(self, owner: str, num: int, radix: Radix = 10) -> AsyncIterator[bool]:
         """Enter to submit a job: refused with a 429, or admitted. Yields whether the job is
         costly; a costly job must be in the view before the block ends."""
         view = self._view
+        if radix == 16:
+            if num <= await read_view(view, view.stored_digits, 16):
+                yield False
+                return
+            num = decimals_needed(num, 16)  # what it costs to compute, in decimals
         if num <= FREE_DECIMALS or num <= await read_view(view, view.stored_digits):
             yield False
             return

@@ -33,6 +33,8 @@ from services.api.jobs import Jobs, cancel_job, current_status, submit_job
 from services.api.listing import MAX_PAGE, list_jobs
 from services.api.live import status_events
 from services.api.log_ends import LogEndReader
+from services.api.pi_digits import add_digit_routes
+from services.api.pi_text import StoredText
 from services.api.publishing import EventPublisher
 from services.api.quota import SubmissionQuota
 from services.api.readiness import check_readiness
@@ -43,7 +45,7 @@ from services.api.statuses import (
     JobStatusBody,
     list_json,
 )
-from services.api.submission import read_num
+from services.api.submission import read_submission
 from services.api.view_gauges import view_gauges
 from services.api.watcher import ViewWatcher
 from services.shared import tracing
@@ -156,9 +158,9 @@ def create_app(
         if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise ApiError(400, "Idempotency-Key must be 1 to 200 printable ASCII characters")
         caller = keys.caller(request.scope)
-        num = await read_num(request, api.pi_jobs_max_num)
+        submission = await read_submission(request, api.pi_jobs_max_num)
         quota.take(caller.address)
-        job_id = await submit_job(num, idempotency_key, caller, jobs, admission)
+        job_id = await submit_job(submission, idempotency_key, caller, jobs, admission)
         return Response(
             b'{"success":true,"job_id":"' + job_id.encode() + b'"}', media_type="application/json"
         )
@@ -224,7 +226,7 @@ def create_app(
     async def download(job_id: str, request: Request) -> Response:
         caller = keys.caller(request.scope)
         job = await jobs.find(job_id, caller)  # 404s are answered here, not forwarded
-        job = require_complete(job, await read_view(view, view.stored_digits))
+        job = require_complete(job, await read_view(view, view.stored_digits, job.radix))
         release = download_slots.take(caller.address)
         try:
             response = await downloads.respond(job, request.method, request.headers)
@@ -254,6 +256,10 @@ def create_app(
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         return readiness(await check_readiness(kafka, publisher.producer, downloader))
+
+    add_digit_routes(
+        app, {radix: StoredText(zips.pi_jobs_digit_files_dir, radix, store) for radix in (10, 16)}
+    )
 
     metrics_route(
         app,

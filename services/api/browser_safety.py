@@ -50,7 +50,7 @@ class BrowserSafety:
             return
 
         async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and not _public(message):
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"access-control-allow-origin", str(origin).encode("latin-1")),
@@ -60,6 +60,11 @@ class BrowserSafety:
             await send(message)
 
         await self._app(scope, receive, send_with_cors)
+
+
+def _public(start: Message) -> bool:
+    """Whether a response already lets every origin read it (public digits, /v1/pi)."""
+    return any(name.lower() == b"access-control-allow-origin" for name, _ in start["headers"])
 
 
 def _from_another_site(scope: Scope, headers: Headers) -> bool:

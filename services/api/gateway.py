@@ -13,6 +13,7 @@ from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from services.shared.downloads import download_response
+from services.shared.events import Radix
 from services.shared.view import JobView
 from services.shared.web import ApiError
 from services.shared.zip_cache import ZipCache
@@ -38,17 +39,19 @@ class Downloads:
         self._downloader = downloader
 
     async def respond(self, job: JobView, method: str, asked: Headers) -> Response:
-        digits = self._cache.open(job.num)
+        digits = self._cache.open(job.num, job.radix)
         if digits is None:
-            await self._have_it_compressed(job.num)
-            digits = self._cache.open(job.num)
+            await self._have_it_compressed(job.num, job.radix)
+            digits = self._cache.open(job.num, job.radix)
         if digits is not None:
             return download_response(job, digits, method, asked)
         return await self._stream_through(f"/download_pi_job/{job.job_id}", method, asked)
 
-    async def _have_it_compressed(self, num: int) -> None:
+    async def _have_it_compressed(self, num: int, radix: Radix) -> None:
         try:
-            answer = await self._downloader.put(f"/compressed_digits/{num}", timeout=600)
+            answer = await self._downloader.put(
+                f"/compressed_digits/{num}", params={"radix": radix}, timeout=600
+            )
         except httpx.HTTPError:
             raise ApiError(503, _UNAVAILABLE) from None
         if answer.status_code >= 500:

@@ -17,6 +17,7 @@ from services.api.admission import Admission
 from services.api.callers import Caller
 from services.api.log_ends import LogEnd
 from services.api.statuses import FinishedStatuses, RenderedStatus, status_body
+from services.api.submission import Submission
 from services.api.watcher import ViewWatcher
 from services.shared.events import JobCancelled, JobEvent, JobRequested
 from services.shared.job_ids import idempotent_job_id, is_job_id, new_job_id
@@ -78,18 +79,23 @@ class Jobs:
 
 
 async def submit_job(
-    num: int, idempotency_key: str | None, caller: Caller, jobs: Jobs, admission: Admission
+    asked: Submission,
+    idempotency_key: str | None,
+    caller: Caller,
+    jobs: Jobs,
+    admission: Admission,
 ) -> str:
+    num, radix = asked
     if idempotency_key is None:
         job_id = new_job_id()
     else:
         # With API keys, each owner's keys are its own.
         job_id = idempotent_job_id(idempotency_key, caller.owner if caller.keyed else None)
         if (job := await jobs.get(job_id)) is not None:
-            return _same_num(job, num)
-    async with admission.admit(caller.owner, num) as costly:
+            return _same_job(job, asked)
+    async with admission.admit(caller.owner, num, radix) as costly:
         requested = JobRequested(
-            job_id=job_id, num=num, idempotency_key=idempotency_key, owner=caller.owner
+            job_id=job_id, num=num, idempotency_key=idempotency_key, owner=caller.owner, radix=radix
         )
         # A costly job must be in the view before the next costly one is weighed; a repeated
         # key must find its job.
@@ -98,17 +104,18 @@ async def submit_job(
         else:
             await jobs.publish(requested)
         jobs.view.remember(requested)
-    log.info("job requested", extra={"job_id": job_id, "num": num})
+    log.info("job requested", extra={"job_id": job_id, "num": num, "radix": radix})
     # Only the first request with a key creates the job (the projection keeps the first).
     if idempotency_key is None:
         return job_id
     job = await read_view(jobs.view, jobs.view.get_job, job_id)
-    return job_id if job is None else _same_num(job, num)
+    return job_id if job is None else _same_job(job, asked)
 
 
-def _same_num(job: JobView, num: int) -> str:
-    if job.num != num:
-        raise ApiError(409, f"Idempotency-Key already used for a job with num={job.num}")
+def _same_job(job: JobView, asked: Submission) -> str:
+    if (job.num, job.radix) != asked:
+        radix = "" if job.radix == 10 else f", radix={job.radix}"
+        raise ApiError(409, f"Idempotency-Key already used for a job with num={job.num}{radix}")
     return job.job_id
 
 
@@ -134,7 +141,9 @@ async def current_status(
         job = await jobs.find(job_id, caller)
         view = jobs.view
         # Only a complete job's status depends on the stored digits: spare the others the read.
-        stored = await read_view(view, view.stored_digits) if job.status == "complete" else 0
+        stored = (
+            await read_view(view, view.stored_digits, job.radix) if job.status == "complete" else 0
+        )
         rendered = RenderedStatus.of(status_body(job, stored, with_worker), job.owner)
         if not with_worker:
             finished.keep(job_id, rendered)

@@ -21,9 +21,9 @@ def list_jobs(
 ) -> JobListBody:
     """A page of every job, or of `owner`'s."""
     jobs = view.list_jobs(status, limit, _decode(cursor) if cursor else None, owner)
-    stored = view.stored_digits()
+    stored = {radix: view.stored_digits(radix) for radix in {job.radix for job in jobs}}
     return JobListBody(
-        jobs=[status_body(job, stored, with_worker) for job in jobs],
+        jobs=[status_body(job, stored[job.radix], with_worker) for job in jobs],
         next_cursor=_encode(jobs[-1]) if len(jobs) == limit else None,
     )
 

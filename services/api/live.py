@@ -18,7 +18,7 @@ _KEEPALIVE_SECONDS = 15.0
 
 async def status_events(job_id: str, caller: Caller, jobs: Jobs) -> AsyncIterator[bytes]:
     job = await jobs.find(job_id, caller)  # 404 before the stream starts
-    stored = await read_view(jobs.view, jobs.view.stored_digits)
+    stored = await read_view(jobs.view, jobs.view.stored_digits, job.radix)
     return _stream(job_id, job, stored, jobs.watcher)
 
 

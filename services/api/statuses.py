@@ -23,6 +23,7 @@ class JobStatusBody(BaseModel):
     success: Literal[True] = True
     job_id: str
     num: int
+    radix: int  # of the digits: 10, or 16 for a hexadecimal job
     status: JobStatus
     progress: float | None
     eta_seconds: float | None
@@ -55,7 +56,8 @@ _LIST_JSON = TypeAdapter(JobListBody)
 
 
 def status_body(job: JobView, stored_digits: int, with_worker: bool = False) -> JobStatusBody:
-    """`stored_digits` matters only to a complete job: it is complete once its digits are in.
+    """`stored_digits` (of the job's radix) matters only to a complete job: it is complete once
+    its digits are in.
     The worker (a calculator's host and pid) is told only `with_worker`."""
     seen = job.as_seen_with(stored_digits)
     finished = seen.status in TERMINAL_STATUSES
@@ -63,6 +65,7 @@ def status_body(job: JobView, stored_digits: int, with_worker: bool = False) -> 
     return JobStatusBody(
         job_id=seen.job_id,
         num=seen.num,
+        radix=seen.radix,
         status=seen.status,
         progress=seen.progress if running or seen.status == "complete" else None,
         eta_seconds=seen.eta_seconds if running else None,

@@ -117,10 +117,14 @@ class ViewWatcher:
     async def _refresh_followed(self) -> None:
         job_ids = list(self._followed)
         jobs = await read_view(self._view, self._view.load_jobs, job_ids)
-        stored_digits = await read_view(self._view, self._view.stored_digits)
+        stored_by_radix = {
+            radix: await read_view(self._view, self._view.stored_digits, radix)
+            for radix in {job.radix for job in jobs.values()}
+        }
         for job_id in job_ids:
             followed = self._followed.get(job_id)
             job = jobs.get(job_id)
+            stored_digits = stored_by_radix[job.radix] if job is not None else 0
             if followed is None or (followed.job, followed.stored_digits) == (job, stored_digits):
                 continue
             followed.job, followed.stored_digits = job, stored_digits

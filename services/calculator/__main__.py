@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from services.calculator.committer import Committer
-from services.calculator.compute import compute_decimals
+from services.calculator.compute import compute_digits
 from services.calculator.handler import CalculatorDeps
 from services.calculator.progress import CostModel
 from services.calculator.runner import JobRunner
@@ -54,14 +54,14 @@ def _deps(kafka: KafkaSettings, producer: AIOKafkaProducer, stored: StoredDigits
         await publish_in_order(producer, kafka.events_topic, list(events))
 
     async def publish_digits(chunk: DigitsStored) -> None:
-        await publish(producer, kafka.digits_topic, f"chunk-{chunk.chunk_index}", chunk)
-        stored.note_published(chunk.end)
+        await publish(producer, kafka.digits_topic, chunk.record_key, chunk)
+        stored.note_published(chunk)
 
     return CalculatorDeps(
         publish_job_events=publish_job_events,
         publish_digits=publish_digits,
         stored_digits=stored.at_least,
-        compute_decimals=compute_decimals,
+        compute_digits=compute_digits,
         worker=f"{socket.gethostname()}:{os.getpid()}",
         cost_model=CostModel(),
     )
@@ -130,7 +130,6 @@ async def _dispatch(
     records: list[ConsumerRecord[bytes, bytes]], tp: TopicPartition, work: _Consuming
 ) -> None:
     """Start the partition's new jobs; those the stored digits answer are completed together."""
-    known_stored = work.stored.known
     served: list[JobRequested] = []
     served_offsets: list[int] = []
     served_traces: list[tuple[str, tracing.ReceivedHeaders]] = []
@@ -144,7 +143,7 @@ async def _dispatch(
             await send_to_dead_letters(work.producer, work.kafka, record, str(error), "calculator")
             event = None
         work.committer.offsets.begin(tp, record.offset)
-        if isinstance(event, JobRequested) and event.num <= known_stored:
+        if isinstance(event, JobRequested) and event.num <= work.stored.known(event.radix):
             served.append(event)
             served_offsets.append(record.offset)
             served_traces.append((event.job_id, record.headers))

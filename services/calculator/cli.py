@@ -1,4 +1,5 @@
-"""`pi-digits N`: write "3." and N decimals of pi to stdout (no trailing newline)."""
+"""`pi-digits N [--radix 16]`: write "3." and N digits of pi after the point to stdout (no
+trailing newline): decimals, or hexadecimal digits in lower case."""
 
 import argparse
 import os
@@ -6,6 +7,7 @@ import sys
 from typing import NoReturn
 
 from services.calculator.engine import InsufficientMemoryError, pi_decimals
+from services.calculator.hex_digits import pi_hex
 
 WRITE_CHUNK_CHARS = 1 << 22  # encode piecewise: no second full-size copy of the digits
 EXIT_USAGE = 2
@@ -41,12 +43,14 @@ def _write_digits(digits: str) -> None:
 
 
 def main() -> None:
-    parser = _OneLineParser(prog="pi-digits", description="Print pi to N decimals.")
-    parser.add_argument("n", metavar="N", type=_positive_int, help="number of decimals")
+    parser = _OneLineParser(prog="pi-digits", description="Print pi to N digits after the point.")
+    parser.add_argument("n", metavar="N", type=_positive_int, help="number of digits")
+    parser.add_argument("--radix", type=int, choices=(10, 16), default=10, help="10 or 16")
     parser.add_argument("--progress", action="store_true", help="report progress on stderr")
     args = parser.parse_args()
+    compute = pi_hex if args.radix == 16 else pi_decimals
     try:
-        digits = pi_decimals(args.n, on_progress=_print_progress if args.progress else None)
+        digits = compute(args.n, on_progress=_print_progress if args.progress else None)
     except InsufficientMemoryError as error:
         sys.stderr.write(f"pi-digits: {error}\n")
         sys.exit(EXIT_NO_MEMORY)

@@ -9,17 +9,20 @@ import sys
 from collections.abc import Callable
 
 from services.calculator.handler import ComputeError
+from services.shared.events import Radix
 from services.shared.runtime import die_with_parent
 
 _RUN_ENGINE = "from services.calculator.cli import main; main()"
 
 
-async def compute_decimals(num: int, on_progress: Callable[[float], None]) -> str:
+async def compute_digits(num: int, radix: Radix, on_progress: Callable[[float], None]) -> str:
+    """`num` digits of pi after the point, in `radix`."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         _RUN_ENGINE,
         str(num),
+        f"--radix={radix}",
         "--progress",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

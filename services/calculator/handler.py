@@ -22,7 +22,9 @@ from services.shared.events import (
     JobProgressed,
     JobRequested,
     JobStarted,
+    Radix,
 )
+from services.shared.radix import decimals_needed
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +43,11 @@ class PublishJobEvents(Protocol):
 class CalculatorDeps:
     publish_job_events: PublishJobEvents
     publish_digits: Callable[[DigitsStored], Awaitable[None]]
-    # How many leading decimals the log holds: at least the given figure if it has that many.
-    stored_digits: Callable[[int], Awaitable[int]]
-    # Computes decimals, calling back with the engine's progress (0..1).
-    compute_decimals: Callable[[int, Callable[[float], None]], Awaitable[str]]
+    # How many leading digits of a radix the log holds: at least the given figure if it has
+    # that many.
+    stored_digits: Callable[[int, Radix], Awaitable[int]]
+    # Computes digits of a radix, calling back with the engine's progress (0..1).
+    compute_digits: Callable[[int, Radix, Callable[[float], None]], Awaitable[str]]
     worker: str
     cost_model: CostModel
     progress_interval_seconds: float = 3.0
@@ -58,12 +61,14 @@ def whole_chunks(num: int) -> int:
     return -(-num // DIGITS_PER_CHUNK) * DIGITS_PER_CHUNK
 
 
-def chunks_to_store(decimals: str, already_stored: int) -> Iterator[DigitsStored]:
-    """The chunks of `decimals` (a whole number of chunks) beyond the stored prefix."""
+def chunks_to_store(digits: str, already_stored: int, radix: Radix = 10) -> Iterator[DigitsStored]:
+    """The chunks of `digits` (a whole number of chunks) beyond the stored prefix."""
     first = already_stored - already_stored % DIGITS_PER_CHUNK
-    for start in range(first, len(decimals), DIGITS_PER_CHUNK):
+    for start in range(first, len(digits), DIGITS_PER_CHUNK):
         yield DigitsStored(
-            chunk_index=start // DIGITS_PER_CHUNK, digits=decimals[start : start + DIGITS_PER_CHUNK]
+            chunk_index=start // DIGITS_PER_CHUNK,
+            digits=digits[start : start + DIGITS_PER_CHUNK],
+            radix=radix,
         )
 
 
@@ -83,11 +88,11 @@ async def serve_from_stored(requests: Sequence[JobRequested], deps: CalculatorDe
 
 
 def _job(event: JobRequested) -> dict[str, object]:
-    return {"job_id": event.job_id, "num": event.num}
+    return {"job_id": event.job_id, "num": event.num, "radix": event.radix}
 
 
 async def handle_job_requested(event: JobRequested, deps: CalculatorDeps) -> None:
-    if event.num <= await deps.stored_digits(event.num):
+    if event.num <= await deps.stored_digits(event.num, event.radix):
         await serve_from_stored([event], deps)
         return
     target = whole_chunks(event.num)
@@ -99,23 +104,24 @@ async def handle_job_requested(event: JobRequested, deps: CalculatorDeps) -> Non
 async def _compute(event: JobRequested, target: int, deps: CalculatorDeps) -> None:
     job = _job(event)
     started_event = JobStarted(job_id=event.job_id, worker=deps.worker)
-    async with deps.compute_slot(target):  # the job stays queued while it waits here
+    cost = decimals_needed(target, event.radix)  # what the engine computes, in decimals
+    async with deps.compute_slot(cost):  # the job stays queued while it waits here
         await deps.publish_job_events(started_event)
         log.info("computing digits", extra={**job, "computing": target})
         started = time.perf_counter()
         try:
-            decimals = await _compute_with_progress(event, target, deps)
+            digits = await _compute_with_progress(event, target, deps)
         except ComputeError as error:
             await deps.publish_job_events(JobFailed(job_id=event.job_id, error=str(error)))
             JOBS_FINISHED.labels("failed", "none").inc()
             log.error("job failed", extra={**job, "error": str(error)})
             return
     compute_seconds = time.perf_counter() - started
-    deps.cost_model.learn(target, compute_seconds)
+    deps.cost_model.learn(cost, compute_seconds)
     DIGITS_COMPUTED.inc(target)
     # Another job may have stored some of these meanwhile: publish only what is still new.
-    stored = min(await deps.stored_digits(target), target)
-    for chunk in chunks_to_store(decimals, stored):
+    stored = min(await deps.stored_digits(target, event.radix), target)
+    for chunk in chunks_to_store(digits, stored, event.radix):
         await deps.publish_digits(chunk)
     await deps.publish_job_events(_completed(event, "computed", compute_seconds, deps.worker))
     JOBS_FINISHED.labels("complete", "computed").inc()
@@ -143,9 +149,10 @@ async def _compute_with_progress(event: JobRequested, num: int, deps: Calculator
             JobProgressed(job_id=event.job_id, progress=progress, eta_seconds=eta_seconds)
         )
 
-    tracker = ProgressTracker(num, deps.cost_model, publish, deps.progress_interval_seconds)
+    cost = decimals_needed(num, event.radix)
+    tracker = ProgressTracker(cost, deps.cost_model, publish, deps.progress_interval_seconds)
     computing: asyncio.Future[str] = asyncio.ensure_future(
-        deps.compute_decimals(num, tracker.engine_reported)
+        deps.compute_digits(num, event.radix, tracker.engine_reported)
     )
     try:
         while True:

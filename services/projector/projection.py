@@ -29,6 +29,7 @@ def apply_event(job: JobView | None, event: JobEvent) -> JobView | None:
             status="queued",
             requested_at=event.occurred_at,
             owner=event.owner,
+            radix=event.radix,
         )
     if job is None or job.status in TERMINAL_STATUSES:
         # Nothing to attach it to (a job never requested), or the job is finished for good.

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 # [k * DIGITS_PER_CHUNK, (k + 1) * DIGITS_PER_CHUNK). Part of the DigitsStored contract: changing
 # it needs a new version of that event.
 DIGITS_PER_CHUNK = 100_000
+# The bases a job may ask for and digits are stored in: decimal, and hexadecimal (as the Pi API).
+Radix = Literal[10, 16]
 
 
 def utc_now() -> datetime:
@@ -38,18 +40,22 @@ class _Event(BaseModel):
 
 
 class JobRequested(_Event):
-    """v2 added `idempotency_key`, v3 `owner` (older events are upcast with none)."""
+    """v2 added `idempotency_key`, v3 `owner` (older events are upcast with none), v4 `radix`
+    (older events asked for decimals)."""
 
     type: Literal["JobRequested"] = "JobRequested"
-    version: Literal[3] = 3  # type: ignore[assignment]
+    version: Literal[4] = 4  # type: ignore[assignment]
     job_id: str
+    # Digits after the point, in `radix`.
     num: int = Field(ge=1)
     idempotency_key: str | None = None
     # Who asked: an API key's name, or a pseudonym of the client's address (never the address).
     owner: str | None = None
+    radix: Radix = 10
     upcasters: ClassVar[dict[int, Upcaster]] = {
         1: lambda v1: {**v1, "idempotency_key": None},
         2: lambda v2: {**v2, "owner": None},
+        3: lambda v3: {**v3, "radix": 10},
     }
 
 
@@ -95,11 +101,20 @@ class JobFailed(_Event):
 
 
 class DigitsStored(_Event):
+    """v2 added `radix` (v1 chunks hold decimals). TEMPORARY: the view-store branch owns this."""
+
     type: Literal["DigitsStored"] = "DigitsStored"
+    version: Literal[2] = 2  # type: ignore[assignment]
     chunk_index: int = Field(ge=0)
     digits: str = Field(
-        pattern=r"^[0-9]+$", min_length=DIGITS_PER_CHUNK, max_length=DIGITS_PER_CHUNK
+        pattern=r"^[0-9a-f]+$", min_length=DIGITS_PER_CHUNK, max_length=DIGITS_PER_CHUNK
     )
+    radix: Radix = 10
+    upcasters: ClassVar[dict[int, Upcaster]] = {1: lambda v1: {**v1, "radix": 10}}
+
+    @property
+    def record_key(self) -> str:
+        return f"chunk-{self.chunk_index}" if self.radix == 10 else f"hex-chunk-{self.chunk_index}"
 
     @property
     def start(self) -> int:

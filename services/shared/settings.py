@@ -72,6 +72,8 @@ class ZipCacheSettings(BaseSettings):
     # host serves downloads from here too (elsewhere it finds nothing and asks the downloader).
     pi_jobs_zip_cache_dir: Path = REPO_ROOT / "var" / "zips"
     pi_jobs_zip_cache_bytes: int = Field(default=4 * 2**30, ge=0)
+    # The stored digits of each radix as one flat file, for random access and search.
+    pi_jobs_digit_files_dir: Path = REPO_ROOT / "var" / "digits"
 
 
 class ApiSettings(BaseSettings):

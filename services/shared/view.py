@@ -7,7 +7,7 @@ from typing import Literal, ParamSpec, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from services.shared.events import DigitsStored
+from services.shared.events import DigitsStored, Radix
 
 JobStatus = Literal["queued", "in_progress", "complete", "failed", "cancelled"]
 TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({"complete", "failed", "cancelled"})
@@ -36,6 +36,7 @@ class JobView(BaseModel):
     compute_seconds: float | None = None
     error: str | None = None
     owner: str | None = None
+    radix: Radix = 10
 
     @property
     def requested_us(self) -> int:
@@ -43,7 +44,8 @@ class JobView(BaseModel):
         return int(self.requested_at.timestamp() * 1_000_000)
 
     def as_seen_with(self, stored_digits: int) -> "JobView":
-        """A job is complete to readers only once its digits are in the view too.
+        """A job is complete to readers only once its digits (`stored_digits`: how many of its
+        radix the view holds) are in the view too.
 
         Digits and job events travel on different topics, so the projector may see a job's
         JobCompleted before the digit chunks it needs.

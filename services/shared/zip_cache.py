@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from services.shared.events import Radix
 from services.shared.zip_layout import Deflated, deflater
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,12 @@ class ZipCache:
         self._directory = directory
         self._max_bytes = max_bytes
 
-    def _path(self, num: int) -> Path:
-        return self._directory / f"{num}.deflate"
+    def _path(self, num: int, radix: Radix) -> Path:
+        return self._directory / (f"{num}.deflate" if radix == 10 else f"{num}.hex.deflate")
 
-    def open(self, num: int) -> CompressedDigits | None:
+    def open(self, num: int, radix: Radix = 10) -> CompressedDigits | None:
         """The num's file if it is there and whole; marks it as just used."""
-        path = self._path(num)
+        path = self._path(num, radix)
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError:
@@ -72,8 +73,8 @@ class ZipCache:
             os.close(fd)
             raise
 
-    def build(self, num: int, text: Iterable[bytes]) -> CompressedDigits:
-        """Compress `text` (the num's "3." and decimals) into the cache; then make room."""
+    def build(self, num: int, text: Iterable[bytes], radix: Radix = 10) -> CompressedDigits:
+        """Compress `text` (the num's "3." and digits) into the cache; then make room."""
         self._directory.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=self._directory, prefix=f".{num}.", suffix=".part")
         try:
@@ -83,12 +84,12 @@ class ZipCache:
                 out.seek(0)
                 out.write(_HEADER.pack(_MAGIC, deflated.crc32, deflated.text_size,
                                        deflated.deflate_size, bytes.fromhex(sha256)))  # fmt: skip
-            os.replace(temporary, self._path(num))
+            os.replace(temporary, self._path(num, radix))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
-        self._evict(keep=self._path(num))
-        built = self.open(num)
+        self._evict(keep=self._path(num, radix))
+        built = self.open(num, radix)
         if built is None:
             raise OSError(f"the compressed digits of {num} vanished as they were written")
         return built

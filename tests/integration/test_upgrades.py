@@ -54,7 +54,7 @@ async def _publish(
     await producer.start()
     try:
         topic = settings.events_topic
-        too_new = {"type": "JobRequested", "version": 4, "job_id": future, "num": 5, "lane": 1}
+        too_new = {"type": "JobRequested", "version": 5, "job_id": future, "num": 5, "lane": 1}
         await publish(producer, topic, before, JobRequested(job_id=before, num=40))
         sent = await producer.send_and_wait(
             topic, json.dumps(too_new).encode(), key=future.encode()
@@ -66,14 +66,14 @@ async def _publish(
         await producer.stop()
 
 
-async def _not_ready_for_v4(*ports: int) -> bool:
+async def _not_ready_for_v5(*ports: int) -> bool:
     async with httpx.AsyncClient() as client:
         for port in ports:
             try:
                 answer = await client.get(f"http://127.0.0.1:{port}/readyz")
             except httpx.HTTPError:
                 return False
-            if answer.status_code != 503 or "JobRequested v4" not in answer.json()["error"]:
+            if answer.status_code != 503 or "JobRequested v5" not in answer.json()["error"]:
                 return False
     return True
 
@@ -117,7 +117,7 @@ async def test_an_event_too_new_holds_its_partition_and_nothing_is_lost(
                 lambda: _complete(status, elsewhere), 60, f"the other partition ({attempt})"
             )
             await wait_until_async(
-                partial(_not_ready_for_v4, calculator_ops, projector_ops),
+                partial(_not_ready_for_v5, calculator_ops, projector_ops),
                 30,
                 f"both saying what they need ({attempt})",
             )

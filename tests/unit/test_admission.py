@@ -51,3 +51,10 @@ def test_the_whole_queue_has_a_cap() -> None:
 
 def test_a_job_larger_than_a_budget_is_refused_even_alone() -> None:
     assert refusal("alice", 101, [], FREE, LIMITS) is not None
+
+
+def test_a_hexadecimal_job_costs_the_decimals_it_computes() -> None:
+    hexadecimal = job("alice", 50).model_copy(update={"radix": 16})  # 61 decimals to compute
+    assert refusal("alice", 39, [hexadecimal], FREE, LIMITS) is None
+    why = refusal("alice", 40, [hexadecimal], FREE, LIMITS)
+    assert why is not None and "61 decimals" in why

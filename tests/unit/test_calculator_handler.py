@@ -21,6 +21,7 @@ from services.shared.events import (
     JobProgressed,
     JobRequested,
     JobStarted,
+    Radix,
 )
 
 C = DIGITS_PER_CHUNK
@@ -34,13 +35,15 @@ def fake_decimals(num: int) -> str:
 class FakeLog:
     events: list[JobEvent] = field(default_factory=list)
     chunks: dict[int, str] = field(default_factory=dict)
+    hex_chunks: dict[int, str] = field(default_factory=dict)
     computed: list[int] = field(default_factory=list)
+    computed_hex: list[int] = field(default_factory=list)
     fail_with: str | None = None
     engine_progress: list[float] = field(default_factory=list)
     publish_calls: int = 0
 
-    def stored(self) -> int:
-        return sum(len(d) for d in self.chunks.values())
+    def stored(self, radix: Radix = 10) -> int:
+        return sum(len(d) for d in (self.chunks if radix == 10 else self.hex_chunks).values())
 
     def deps(self) -> CalculatorDeps:
         async def publish_job_events(*events: JobEvent) -> None:
@@ -48,18 +51,20 @@ class FakeLog:
             self.publish_calls += 1
 
         async def publish_digits(chunk: DigitsStored) -> None:
-            self.chunks[chunk.chunk_index] = chunk.digits
+            (self.chunks if chunk.radix == 10 else self.hex_chunks)[chunk.chunk_index] = (
+                chunk.digits
+            )
 
-        async def stored_digits(_wanted: int) -> int:
-            return self.stored()
+        async def stored_digits(_wanted: int, radix: Radix) -> int:
+            return self.stored(radix)
 
-        async def compute(num: int, on_progress: Callable[[float], None]) -> str:
+        async def compute(num: int, radix: Radix, on_progress: Callable[[float], None]) -> str:
             if self.fail_with:
                 raise ComputeError(self.fail_with)
             for fraction in self.engine_progress:
                 on_progress(fraction)
-            self.computed.append(num)
-            return fake_decimals(num)
+            (self.computed if radix == 10 else self.computed_hex).append(num)
+            return fake_decimals(num) if radix == 10 else "a" * num
 
         return CalculatorDeps(
             publish_job_events, publish_digits, stored_digits, compute, "w", CostModel(), 0.0
@@ -105,6 +110,24 @@ async def test_a_larger_job_publishes_only_the_new_chunks() -> None:
     await handle_job_requested(JobRequested(job_id="b", num=2 * C + 1), log.deps())
     assert log.computed == [C, 3 * C]
     assert sorted(log.chunks) == [0, 1, 2]
+
+
+async def test_hexadecimal_digits_are_computed_and_stored_apart_from_decimals() -> None:
+    log = FakeLog()
+    await handle_job_requested(JobRequested(job_id="a", num=C + 1), log.deps())
+    await handle_job_requested(JobRequested(job_id="h", num=12, radix=16), log.deps())
+    assert (log.computed, log.computed_hex) == ([2 * C], [C])
+    assert log.hex_chunks == {0: "a" * C} and sorted(log.chunks) == [0, 1]
+    await handle_job_requested(JobRequested(job_id="h2", num=C, radix=16), log.deps())
+    assert log.computed_hex == [C], "the stored hexadecimal chunk answers it"
+    assert log.events[-1] == JobCompleted(
+        job_id="h2",
+        num=C,
+        digits_source="stored",
+        compute_seconds=0,
+        worker="w",
+        occurred_at=log.events[-1].occurred_at,
+    )
 
 
 async def test_a_failed_computation_fails_the_job() -> None:

@@ -21,7 +21,7 @@ from services.shared.events import (
 def test_events_round_trip_with_type_and_version() -> None:
     event = JobRequested(job_id="a", num=12, idempotency_key="k")
     document = json.loads(encode(event))
-    assert document["type"] == "JobRequested" and document["version"] == 3
+    assert document["type"] == "JobRequested" and document["version"] == 4
     assert decode_job_event(encode(event)) == event
 
 
@@ -33,7 +33,8 @@ def test_a_v1_job_requested_written_before_v2_is_upcast() -> None:
     )
     event = decode_job_event(v1)
     assert isinstance(event, JobRequested)
-    assert (event.version, event.num, event.idempotency_key, event.owner) == (3, 12, None, None)
+    assert (event.version, event.num, event.idempotency_key, event.owner) == (4, 12, None, None)
+    assert event.radix == 10
 
 
 def test_a_v2_job_requested_written_before_owners_is_upcast() -> None:
@@ -43,7 +44,27 @@ def test_a_v2_job_requested_written_before_owners_is_upcast() -> None:
     )
     event = decode_job_event(v2)
     assert isinstance(event, JobRequested)
-    assert (event.version, event.idempotency_key, event.owner) == (3, "k", None)
+    assert (event.version, event.idempotency_key, event.owner) == (4, "k", None)
+
+
+def test_a_v3_job_requested_written_before_hex_jobs_asks_for_decimals() -> None:
+    v3 = (
+        b'{"version":3,"occurred_at":"2026-12-02T16:49:59.765646Z","type":"JobRequested",'
+        b'"job_id":"01a22d62dd5e6d2e37528e49aa64f7ec","num":12,"idempotency_key":null,'
+        b'"owner":"k:alice"}'
+    )
+    event = decode_job_event(v3)
+    assert isinstance(event, JobRequested)
+    assert (event.version, event.owner, event.radix) == (4, "k:alice", 10)
+
+
+def test_a_hexadecimal_job_keeps_its_radix_and_no_other_radix_is_read() -> None:
+    event = JobRequested(job_id="a", num=12, radix=16)
+    assert decode_job_event(encode(event)) == event
+    with pytest.raises(UnreadableEvent):
+        decode_job_event(
+            b'{"type": "JobRequested", "version": 4, "job_id": "a", "num": 1, "radix": 8}'
+        )
 
 
 @pytest.mark.parametrize(
@@ -102,7 +123,7 @@ def test_fields_added_by_newer_code_are_ignored() -> None:
     ("raw", "decode"),
     [
         (
-            b'{"type": "JobRequested", "version": 4, "job_id": "a", "num": 1, "lane": "x"}',
+            b'{"type": "JobRequested", "version": 5, "job_id": "a", "num": 1, "lane": "x"}',
             decode_job_event,
         ),
         (b'{"type": "JobCancelled", "version": 7, "job_id": "a"}', decode_job_event),

@@ -83,7 +83,7 @@ def test_a_batch_stops_a_partition_at_an_event_too_new_to_read() -> None:
     def record(partition: int, offset: int, value: bytes) -> LogRecord:
         return LogRecord("events", partition, offset, None, value)
 
-    newer = b'{"type": "JobRequested", "version": 4, "job_id": "j9", "num": 1}'
+    newer = b'{"type": "JobRequested", "version": 5, "job_id": "j9", "num": 1}'
     batch = decode_batch(
         [
             record(0, 10, encode(requested)),

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from services.calculator.handler import CalculatorDeps
 from services.calculator.progress import CostModel
 from services.calculator.runner import JobRunner
-from services.shared.events import DigitsStored, JobCompleted, JobEvent, JobRequested
+from services.shared.events import DigitsStored, JobCompleted, JobEvent, JobRequested, Radix
 from tests.support import wait_until_async
 
 LARGE = 1_000_000
@@ -25,10 +25,10 @@ class FakeWorld:
         async def publish_digits(_: DigitsStored) -> None:
             pass
 
-        async def stored_digits(_: int) -> int:
+        async def stored_digits(_: int, __: Radix) -> int:
             return 0
 
-        async def compute(num: int, _: Callable[[float], None]) -> str:
+        async def compute(num: int, _: Radix, __: Callable[[float], None]) -> str:
             self.computing.append(num)
             try:
                 if num >= LARGE:

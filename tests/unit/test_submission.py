@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from services.api.submission import MAX_BODY_BYTES, parse_num
+from services.api.submission import MAX_BODY_BYTES, parse_submission
 from services.shared.web import ApiError
 
 FORM = "application/x-www-form-urlencoded"
@@ -22,7 +22,7 @@ JSON = "application/json"
 def test_whole_numbers_in_a_form_or_json_are_accepted(
     body: bytes, content_type: str, num: int
 ) -> None:
-    assert parse_num(body, content_type, 1000) == num
+    assert parse_submission(body, content_type, 1000) == (num, 10)
 
 
 @pytest.mark.parametrize(
@@ -50,6 +50,10 @@ def test_whole_numbers_in_a_form_or_json_are_accepted(
         (b'{"num": null}', JSON, 422),
         (b'{"num": [12]}', JSON, 422),
         (b'{"n": 12}', JSON, 422),
+        (b"num=12&radix=8", FORM, 422),
+        (b"num=12&radix=16&radix=16", FORM, 422),
+        (b'{"num": 12, "radix": "hex"}', JSON, 422),
+        (b'{"num": 12, "radix": 16.5}', JSON, 422),
         (b"num=12", "text/plain", 415),
         (b"num=" + b"1" * MAX_BODY_BYTES, FORM, 413),
     ],
@@ -58,12 +62,30 @@ def test_anything_else_is_refused_with_a_message(
     body: bytes, content_type: str, status: int
 ) -> None:
     with pytest.raises(ApiError) as refused:
-        parse_num(body, content_type, 1000)
+        parse_submission(body, content_type, 1000)
     assert refused.value.status_code == status
     assert refused.value.message
 
 
 def test_the_message_says_what_is_allowed() -> None:
     with pytest.raises(ApiError) as refused:
-        parse_num(json.dumps({"num": 0}).encode(), JSON, 1000)
+        parse_submission(json.dumps({"num": 0}).encode(), JSON, 1000)
     assert "from 1 to 1000" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"num=12&radix=16", FORM),
+        (b"radix=16&num=12", ""),
+        (b'{"num": 12, "radix": 16}', JSON),
+        (b'{"num": "12", "radix": "16"}', JSON),
+    ],
+)
+def test_a_hexadecimal_job_is_asked_for_with_radix_16(body: bytes, content_type: str) -> None:
+    assert parse_submission(body, content_type, 1000) == (12, 16)
+
+
+def test_radix_10_may_be_said_or_left_out() -> None:
+    assert parse_submission(b"num=12&radix=10", FORM, 1000) == (12, 10)
+    assert parse_submission(b'{"num": 12, "radix": null}', JSON, 1000) == (12, 10)

@@ -1,5 +1,6 @@
 // The pi-jobs page: submit a job, follow it live (server-sent events, polling as a fallback),
-// download its zip and list recent jobs. Plain DOM, no framework, no build step.
+// download its zip, list recent jobs, and read or search the stored digits (/v1/pi).
+// Plain DOM, no framework, no build step.
 
 const TERMINAL = new Set(["complete", "failed", "cancelled"]);
 const LABELS = {
@@ -10,6 +11,9 @@ const LABELS = {
   cancelled: "Cancelled",
 };
 const RECENT_LIMIT = 20;
+const DIGITS_SHOWN = 10_000; // of a /v1/pi answer, on the page
+const SEARCH_LIMIT = 10;
+const HEX = 16;
 const RECENT_EVERY_MS = 5000;
 const POLL_EVERY_MS = 1000;
 
@@ -62,6 +66,10 @@ function formatSeconds(seconds) {
   const minutes = Math.floor(seconds / 60);
   if (minutes < 90) return `${minutes} min ${Math.floor(seconds % 60)} s`;
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+function formatNum(job) {
+  return typeof job.num === "number" ? job.num.toLocaleString() : job.num;
 }
 
 function formatTime(iso) {
@@ -127,7 +135,7 @@ function render(job) {
   $("job-state").dataset.status = job.status;
 
   const details = [
-    ["Decimals", typeof job.num === "number" ? job.num.toLocaleString() : job.num],
+    [job.radix === HEX ? "Hexadecimal digits" : "Decimals", formatNum(job)],
     ["Requested", formatTime(job.requested_at)],
     ["Started", formatTime(job.started_at)],
     ["Finished", formatTime(job.finished_at)],
@@ -226,7 +234,7 @@ function recentRow(job) {
   link.textContent = job.job_id;
   cells[0].append(link);
   cells[1].className = "number";
-  cells[1].textContent = typeof job.num === "number" ? job.num.toLocaleString() : job.num;
+  cells[1].textContent = formatNum(job) + (job.radix === HEX ? " hex" : "");
   const badge = document.createElement("span");
   badge.className = `badge ${job.status}`;
   badge.textContent = LABELS[job.status] || job.status;
@@ -311,7 +319,9 @@ async function submit(event) {
   button.disabled = true;
   showMessage("");
   try {
-    const answer = await call("POST", "pi_job", { num: Number(num) });
+    const radix = Number($("radix").value);
+    const asked = radix === HEX ? { num: Number(num), radix } : { num: Number(num) };
+    const answer = await call("POST", "pi_job", asked);
     watch(answer.job_id);
     refreshRecent();
   } catch (error) {
@@ -320,6 +330,94 @@ async function submit(event) {
     showMessage(refused + error.message);
   } finally {
     button.disabled = false;
+  }
+}
+
+function showRadix() {
+  const hex = Number($("radix").value) === HEX;
+  document.querySelector("label[for='num']").textContent = hex
+    ? "Number of hexadecimal digits"
+    : "Number of decimals";
+}
+
+function exploreMessage(text) {
+  $("explore-message").textContent = text || "";
+  $("explore-message").hidden = !text;
+}
+
+// Digits at [start, start + count), with the `marked` positions highlighted.
+async function showDigits(start, count, marked = null) {
+  const radix = $("digits-radix").value;
+  const answer = await call("GET", `v1/pi?start=${start}&numberOfDigits=${count}&radix=${radix}`);
+  const text = answer.content.slice(0, DIGITS_SHOWN);
+  const output = $("digits-output");
+  if (marked && marked.start >= start && marked.start - start < text.length) {
+    const from = marked.start - start;
+    const mark = document.createElement("mark");
+    mark.textContent = text.slice(from, from + marked.length);
+    output.replaceChildren(text.slice(0, from), mark, text.slice(from + marked.length));
+  } else {
+    output.replaceChildren(text);
+  }
+  if (answer.content.length > text.length) {
+    output.append(`… (${answer.content.length.toLocaleString()} digits in the answer)`);
+  }
+  output.hidden = false;
+}
+
+async function readDigits(event) {
+  event.preventDefault();
+  exploreMessage("");
+  const start = wholeNumber($("digits-start").value.trim() || "0");
+  const count = wholeNumber($("digits-count").value.trim() || "100");
+  if (start === null || count === null) {
+    exploreMessage("Position and digits are whole numbers, like 0 and 100.");
+    return;
+  }
+  try {
+    await showDigits(start, count);
+  } catch (error) {
+    exploreMessage(error.message);
+  }
+}
+
+async function search(event) {
+  event.preventDefault();
+  exploreMessage("");
+  const query = $("search-q").value.trim();
+  const radix = $("digits-radix").value;
+  const result = $("search-result");
+  try {
+    const found = await call(
+      "GET",
+      `v1/pi/search?q=${encodeURIComponent(query)}&radix=${radix}&limit=${SEARCH_LIMIT}`,
+    );
+    const searched = `${found.digits_searched.toLocaleString()} of ${found.digits_stored.toLocaleString()} stored positions searched.`;
+    if (found.positions.length === 0) {
+      result.replaceChildren(`“${found.q}” is not in the stored digits. ${searched}`);
+      return;
+    }
+    const links = found.positions.map((position) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "secondary";
+      button.textContent = position.toLocaleString();
+      button.title = `Show the digits around position ${position}`;
+      button.addEventListener("click", () => {
+        const start = Math.max(0, position - 20);
+        $("digits-start").value = String(start);
+        $("digits-count").value = String(found.q.length + 40);
+        showDigits(start, found.q.length + 40, { start: position, length: found.q.length }).catch(
+          (error) => exploreMessage(error.message),
+        );
+      });
+      return button;
+    });
+    result.replaceChildren(`“${found.q}” is at position`, ...links, `. ${searched}`);
+    links[0].click();
+  } catch (error) {
+    result.replaceChildren();
+    exploreMessage(error.message);
   }
 }
 
@@ -355,6 +453,9 @@ $("api-key").value = apiKey();
 $("key-form").addEventListener("submit", saveKey);
 $("job-download").addEventListener("click", downloadWithKey);
 $("submit-form").addEventListener("submit", submit);
+$("radix").addEventListener("change", showRadix);
+$("digits-form").addEventListener("submit", readDigits);
+$("search-form").addEventListener("submit", search);
 $("job-cancel").addEventListener("click", cancel);
 window.addEventListener("hashchange", watchFromHash);
 document.addEventListener("visibilitychange", () => {
