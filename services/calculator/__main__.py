@@ -54,7 +54,7 @@ def _deps(kafka: KafkaSettings, producer: AIOKafkaProducer, stored: StoredDigits
         await publish_in_order(producer, kafka.events_topic, list(events))
 
     async def publish_digits(chunk: DigitsStored) -> None:
-        await publish(producer, kafka.digits_topic, f"chunk-{chunk.chunk_index}", chunk)
+        await publish(producer, kafka.digits_topic, chunk.record_key, chunk)
         stored.note_published(chunk.end)
 
     return CalculatorDeps(
