@@ -56,11 +56,14 @@ class ViewWithAccepted:
     def count_by_status(self) -> dict[str, int]:
         return self._view.count_by_status()
 
-    def stored_digits(self) -> int:
-        return self._view.stored_digits()
+    def stored_digits(self, radix: int = 10) -> int:
+        return self._view.stored_digits(radix)
 
-    def iter_digits(self, count: int) -> Iterator[str]:
-        return self._view.iter_digits(count)
+    def iter_digits(self, count: int, radix: int = 10) -> Iterator[str]:
+        return self._view.iter_digits(count, radix)
+
+    def read_digits(self, start: int, count: int, radix: int = 10) -> str:
+        return self._view.read_digits(start, count, radix)
 
     def position(self, topic: str, partition: int) -> int:
         return self._view.position(topic, partition)
