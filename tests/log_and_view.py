@@ -6,11 +6,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 import httpx
-from aiokafka import AIOKafkaConsumer
 
 from services.projector.projection import fold
 from services.shared.events import JobEvent, decode_job_event
-from services.shared.kafka import topic_partitions
+from services.shared.kafka import DeliveredRecord, read_to_end
 from services.shared.settings import KafkaSettings
 from services.shared.view import JobView, ViewReader
 
@@ -24,35 +23,16 @@ class LoggedEvent:
 
 async def read_log(settings: KafkaSettings) -> tuple[list[LoggedEvent], dict[int, int]]:
     """Every record of the events topic, and the end offset of each partition."""
-    partitions = await topic_partitions(settings, [settings.events_topic])
-    assert partitions, f"{settings.events_topic} has no partitions"
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        # seek, not seek_to_beginning: that races the reset assign() starts, and may lose.
-        for tp, start in (await consumer.beginning_offsets(partitions)).items():
-            consumer.seek(tp, start)
-        logged = []
+    logged: list[LoggedEvent] = []
 
-        async def unread() -> bool:
-            return any([await consumer.position(tp) < end for tp, end in ends.items()])
+    def take(records: list[DeliveredRecord]) -> None:
+        logged.extend(
+            LoggedEvent(r.partition, r.offset, decode_job_event(r.value)) for r in records
+        )
 
-        while await unread():
-            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
-                logged += [
-                    LoggedEvent(tp.partition, r.offset, decode_job_event(r.value))
-                    for r in records
-                    if r.offset < ends[tp]
-                ]
-        return logged, {tp.partition: end for tp, end in ends.items()}
-    finally:
-        await consumer.stop()
+    ends = await read_to_end(settings, [settings.events_topic], take)
+    assert ends, f"{settings.events_topic} has no partitions"
+    return logged, {partition: end for (_, partition), end in ends.items()}
 
 
 def how_view_differs_from_the_log(settings: KafkaSettings, view: ViewReader) -> str | None:

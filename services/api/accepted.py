@@ -5,7 +5,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
-from services.shared.events import JobRequested, Radix
+from services.shared.events import JobRequested
 from services.shared.view import JobView, ViewReader
 
 
@@ -57,11 +57,14 @@ class ViewWithAccepted:
     def count_by_status(self) -> dict[str, int]:
         return self._view.count_by_status()
 
-    def stored_digits(self, radix: Radix = 10) -> int:
+    def stored_digits(self, radix: int = 10) -> int:
         return self._view.stored_digits(radix)
 
-    def iter_digits(self, count: int) -> Iterator[str]:
-        return self._view.iter_digits(count)
+    def iter_digits(self, count: int, radix: int = 10) -> Iterator[str]:
+        return self._view.iter_digits(count, radix)
+
+    def read_digits(self, start: int, count: int, radix: int = 10) -> str:
+        return self._view.read_digits(start, count, radix)
 
     def position(self, topic: str, partition: int) -> int:
         return self._view.position(topic, partition)

@@ -2,15 +2,16 @@
 
 Every event is a frozen, versioned pydantic model named in the past tense. Job events are keyed
 by job id on the events topic, so one job's events stay in order; digit chunks live on their own
-topic, keyed by chunk index.
+topic, keyed by radix and chunk index (DigitsStored.record_key).
 """
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 # Decimals of pi are stored in whole chunks of this many digits: chunk k holds decimals
 # [k * DIGITS_PER_CHUNK, (k + 1) * DIGITS_PER_CHUNK). Part of the DigitsStored contract: changing
@@ -100,21 +101,34 @@ class JobFailed(_Event):
     error: str
 
 
+_DIGIT_PATTERNS: dict[int, re.Pattern[str]] = {
+    10: re.compile(r"[0-9]+"),
+    16: re.compile(r"[0-9a-f]+"),
+}
+
+
 class DigitsStored(_Event):
-    """v2 added `radix` (v1 chunks hold decimals). TEMPORARY: the view-store branch owns this."""
+    """Chunk `chunk_index` of pi's digits after the point in `radix`. v2 added `radix` (v1
+    chunks were decimals)."""
 
     type: Literal["DigitsStored"] = "DigitsStored"
     version: Literal[2] = 2  # type: ignore[assignment]
-    chunk_index: int = Field(ge=0)
-    digits: str = Field(
-        pattern=r"^[0-9a-f]+$", min_length=DIGITS_PER_CHUNK, max_length=DIGITS_PER_CHUNK
-    )
     radix: Radix = 10
+    chunk_index: int = Field(ge=0)
+    digits: str = Field(min_length=DIGITS_PER_CHUNK, max_length=DIGITS_PER_CHUNK)
     upcasters: ClassVar[dict[int, Upcaster]] = {1: lambda v1: {**v1, "radix": 10}}
+
+    @model_validator(mode="after")
+    def _digits_of_the_radix(self) -> "DigitsStored":
+        if not _DIGIT_PATTERNS[self.radix].fullmatch(self.digits):
+            raise ValueError(f"digits must be radix-{self.radix} digits (lower case)")
+        return self
 
     @property
     def record_key(self) -> str:
-        return f"chunk-{self.chunk_index}" if self.radix == 10 else f"hex-chunk-{self.chunk_index}"
+        """Its key on the digits topic, which is compacted by key: one record per chunk."""
+        prefix = "chunk" if self.radix == 10 else "hex-chunk"
+        return f"{prefix}-{self.chunk_index}"
 
     @property
     def start(self) -> int:

@@ -121,6 +121,44 @@ async def log_end_offsets(settings: KafkaSettings, topics: list[str]) -> dict[tu
     return {(tp.topic, tp.partition): end for tp, end in ends.items()}
 
 
+async def read_to_end(
+    settings: KafkaSettings,
+    topics: list[str],
+    take: Callable[[list["DeliveredRecord"]], None],
+    max_records: int | None = None,
+    **consumer_options: Any,
+) -> dict[tuple[str, int], int]:
+    """Every record of `topics`, from the start of each partition up to its end as it was when
+    called, handed to `take` a batch at a time (in offset order within a partition). Returns
+    (topic, partition) -> that end.
+
+    The end offsets are read before anything else, and each partition is read until its
+    position reaches its end: records written meanwhile are not waited for nor handed over.
+    """
+    partitions = await topic_partitions(settings, topics)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **consumer_options,
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        # seek, not seek_to_beginning: that races the reset assign() starts, and may lose.
+        for tp, start in (await consumer.beginning_offsets(partitions)).items():
+            consumer.seek(tp, start)
+        while unread := [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            batches = await consumer.getmany(*unread, timeout_ms=1000, max_records=max_records)
+            records = [r for tp, rs in batches.items() for r in rs if r.offset < ends[tp]]
+            if records:
+                take(records)
+    finally:
+        await consumer.stop()
+    return {(tp.topic, tp.partition): end for tp, end in ends.items()}
+
+
 def group_consumer(settings: KafkaSettings, role: str) -> AIOKafkaConsumer:
     """A member of the `role` consumer group that commits its offsets itself, once its work is
     done, and starts from the beginning of the log when the group has no offsets yet."""

@@ -81,12 +81,18 @@ class ViewReader(Protocol):
 
     def count_by_status(self) -> dict[str, int]: ...
 
-    def stored_digits(self) -> int:
-        """How many leading decimals of pi the view holds."""
+    def stored_digits(self, radix: int = 10) -> int:
+        """How many leading digits of pi (after the point, in `radix`) the view holds."""
         ...
 
-    def iter_digits(self, count: int) -> Iterator[str]:
-        """The first `count` decimals, in pieces; count must not exceed stored_digits()."""
+    def iter_digits(self, count: int, radix: int = 10) -> Iterator[str]:
+        """The first `count` digits, in pieces; count must not exceed stored_digits(radix)."""
+        ...
+
+    def read_digits(self, start: int, count: int, radix: int = 10) -> str:
+        """Digits [start, start + count) after the point, reading only the chunks that hold
+        them: any range within stored_digits(radix). ValueError for a negative start or count
+        or an unknown radix; LookupError when a chunk of the range is not in the view."""
         ...
 
     def position(self, topic: str, partition: int) -> int: ...
@@ -101,10 +107,39 @@ class ViewStore(ViewReader, Protocol):
         """Changes when the store is switched to a rebuilt one (`make replay`)."""
         ...
 
+    def new_generation(self) -> "NewGeneration":
+        """An empty view beside this one, to rebuild from the log and then switch to."""
+        ...
+
     def commit(
         self, jobs: Iterable[JobView], chunks: Iterable[DigitsStored], positions: Positions
     ) -> None:
         """Write the changed jobs, digit chunks and the new read positions in one transaction."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class NewGeneration(Protocol):
+    """A view being rebuilt beside the live one (`make replay`), whatever the backend."""
+
+    @property
+    def name(self) -> str:
+        """What generation() answers once switched to."""
+        ...
+
+    @property
+    def view(self) -> ViewStore:
+        """The new view, empty at first: fill it, then switch."""
+        ...
+
+    def switch_to(self) -> None:
+        """Make it the view in one step: every reader and the writer follow within a second and
+        never see it half-built."""
+        ...
+
+    def retire_replaced(self) -> None:
+        """Once readers have followed the switch: free what it replaced."""
         ...
 
 
@@ -116,35 +151,3 @@ async def read_view(
     if view.reads_wait_on_network:
         return await asyncio.to_thread(read, *args, **kwargs)
     return read(*args, **kwargs)
-
-
-def unfinished_jobs_query(mark: str) -> str:
-    """The SQL of unfinished_jobs(larger_than), with `mark` as the parameter placeholder."""
-    return f"SELECT body FROM jobs WHERE status IN ('queued', 'in_progress') AND num > {mark}"
-
-
-def listing_query(
-    status: str | None,
-    limit: int,
-    before: tuple[int, str] | None,
-    owner: str | None,
-    mark: str,
-) -> tuple[str, list[str | int]]:
-    """The SQL (with `mark` as the parameter placeholder) that lists jobs newest first, from
-    after `before`, the (requested_us, job_id) of the last job of the previous page."""
-    where: list[str] = []
-    params: list[str | int] = []
-    if owner is not None:
-        where.append(f"owner = {mark}")
-        params.append(owner)
-    if status is not None:
-        where.append(f"status = {mark}")
-        params.append(status)
-    if before is not None:
-        where.append(f"(requested_us, job_id) < ({mark}, {mark})")
-        params += list(before)
-    sql = "SELECT body FROM jobs"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY requested_us DESC, job_id DESC LIMIT {mark}"
-    return sql, [*params, limit]

@@ -4,12 +4,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from services.shared.postgres_view import PostgresView
+from services.shared.sql_view import SqlView
 from services.shared.sqlite_view import SqliteView
 
 _FORMS = "sqlite:///absolute/path, a file path, or postgresql://user@host:port/database"
 
 
-def open_view(url: str, writer: bool = False) -> SqliteView | PostgresView:
+def open_view(url: str, writer: bool = False) -> SqlView:
     """sqlite:///absolute/path or a plain path -> SqliteView; postgresql://... -> PostgresView."""
     if not url:
         raise ValueError(f"the view URL is empty: use {_FORMS}")

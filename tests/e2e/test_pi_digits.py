@@ -42,7 +42,7 @@ def complete(client: httpx.Client, num: int, radix: int = 10) -> str:
     def done() -> bool:
         status = client.get(f"/pi_job/{job_id}").json()
         assert status["status"] not in ("failed", "cancelled"), status
-        return status["status"] == "complete"
+        return bool(status["status"] == "complete")
 
     wait_until(done, 300, f"a {num}-digit job of radix {radix} to complete")
     return job_id

@@ -4,6 +4,7 @@ PostgreSQL is Debian's, started once per session by LocalPostgres; each test get
 its own.
 """
 
+import random
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import psycopg
 import pytest
@@ -26,9 +28,9 @@ from services.shared.events import (
     JobStarted,
     encode,
 )
-from services.shared.postgres_view import PostgresView, switch_generation
+from services.shared.sql_view import SqlView
 from services.shared.sqlite_view import SqliteView
-from services.shared.view import JobView
+from services.shared.view import JobView, ViewStore
 from services.shared.view_stores import open_view
 from tests.conftest import postgres_schema_url
 from tests.support import wait_until
@@ -39,6 +41,10 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def chunk(index: int, digit: str = "7") -> DigitsStored:
     return DigitsStored(chunk_index=index, digits=digit * C)
+
+
+def hex_chunk(index: int, digit: str = "c") -> DigitsStored:
+    return DigitsStored(radix=16, chunk_index=index, digits=digit * C)
 
 
 def job(job_id: str, seconds: int, status: str = "queued") -> JobView:
@@ -63,9 +69,9 @@ class Store:
 
     backend: str
     url: str
-    opened: list[SqliteView | PostgresView] = field(default_factory=list)
+    opened: list[ViewStore] = field(default_factory=list)
 
-    def open(self, writer: bool = False) -> SqliteView | PostgresView:
+    def open(self, writer: bool = False) -> SqlView:
         view = open_view(self.url, writer=writer)
         self.opened.append(view)
         return view
@@ -183,6 +189,61 @@ def test_digits_are_read_chunk_by_chunk_up_to_the_count(store: Store) -> None:
         next(pieces)
 
 
+def test_each_radix_has_its_own_chunks_and_stored_prefix(store: Store) -> None:
+    view = store.open(writer=True)
+    view.commit([], [chunk(0, "1"), hex_chunk(0, "a"), hex_chunk(2, "f")], {})
+    assert (view.stored_digits(), view.stored_digits(16)) == (C, C)
+    view.commit([], [hex_chunk(1, "b"), chunk(0, "9")], {})
+    assert (view.stored_digits(10), view.stored_digits(radix=16)) == (C, 3 * C)
+    assert list(view.iter_digits(C + 2, radix=16)) == ["a" * C, "bb"]
+    assert list(view.iter_digits(3)) == ["111"]  # decimals untouched by hex chunk 0
+    with pytest.raises(LookupError, match="chunk 1"):
+        list(view.iter_digits(C + 1))
+    assert store.open().read_digits(C - 1, 2, radix=16) == "ab"
+
+
+def random_digits(seed: int, radix: int, count: int) -> str:
+    alphabet = "0123456789abcdef"[:radix]
+    return "".join(random.Random(seed).choices(alphabet, k=count))
+
+
+@pytest.mark.parametrize("radix", [10, 16])
+def test_any_stored_range_is_read_across_chunks_up_to_the_last_digit(
+    store: Store, radix: Literal[10, 16]
+) -> None:
+    digits = random_digits(radix, radix, 3 * C)  # what the chunks hold, end to end
+    chunks = [
+        DigitsStored(radix=radix, chunk_index=i, digits=digits[i * C : (i + 1) * C])
+        for i in range(3)
+    ]
+    view = store.open(writer=True)
+    view.commit([], chunks, {})
+    ranges = [(0, 1), (0, 10), (5, 0), (C - 3, 6), (C - 1, C + 2), (C, C), (0, 3 * C),
+              (3 * C - 1, 1), (2 * C + 17, C - 17), (1234, 2 * C)]  # fmt: skip
+    for start, count in ranges:
+        assert view.read_digits(start, count, radix) == digits[start : start + count], (
+            start,
+            count,
+        )
+    with pytest.raises(LookupError):
+        view.read_digits(3 * C - 1, 2, radix)  # one past the last stored digit
+    with pytest.raises(LookupError):
+        view.read_digits(3 * C, 1, radix)
+
+
+def test_digits_outside_the_stored_chunks_or_asked_badly_are_refused(store: Store) -> None:
+    view = store.open(writer=True)
+    view.commit([], [chunk(0, "1"), chunk(2, "3")], {})  # chunk 1 missing
+    assert view.read_digits(2 * C, 3) == "333"  # whole chunks are readable, even past a gap
+    with pytest.raises(LookupError, match=r"radix-10 digits \[99999, 200001\)"):
+        view.read_digits(C - 1, C + 2)
+    with pytest.raises(LookupError):
+        view.read_digits(0, 1, radix=16)
+    for start, count, radix in ((-1, 1, 10), (0, -1, 10), (0, 1, 8)):
+        with pytest.raises(ValueError):
+            view.read_digits(start, count, radix)
+
+
 def test_jobs_are_listed_newest_first_by_page_and_status(store: Store) -> None:
     view = store.open(writer=True)
     jobs = [job(f"j{i}", i, "complete" if i % 2 else "queued") for i in range(7)]
@@ -242,6 +303,16 @@ def test_an_outdated_view_is_dropped_by_the_writer_for_a_rebuild(store: Store) -
     assert store.open(writer=True).get_job("b") == job("b", 1)  # current: kept
 
 
+def test_a_view_from_before_schema_versions_is_rebuilt(store: Store) -> None:
+    # What the first release created: no version anywhere.
+    store.execute("CREATE TABLE jobs (job_id TEXT PRIMARY KEY, requested_at TEXT, body TEXT)")
+    store.open()  # a reader leaves it for the projector
+    view = store.open(writer=True)
+    assert view.list_jobs(None, 10, None) == [] and view.positions() == {}
+    view.commit([job("a", 0)], [chunk(0)], {("events", 0): 1})
+    assert store.open().get_job("a") == job("a", 0) and view.stored_digits() == C
+
+
 def test_readers_on_several_threads_see_whole_commits(store: Store) -> None:
     writer = store.open(writer=True)
     reader = store.open()
@@ -294,16 +365,26 @@ def test_the_projector_folds_a_batch_into_the_view(store: Store) -> None:
     records += [
         LogRecord("events", 1, 0, None, b"not an event"),
         LogRecord("digits", 0, 0, None, encode(chunk(0, "1"))),
+        LogRecord("digits", 0, 1, None, encode(hex_chunk(0, "d"))),
+        # As the first release wrote chunks: version 1, no radix (decimals).
+        LogRecord(
+            "digits",
+            0,
+            2,
+            None,
+            b'{"type":"DigitsStored","version":1,"chunk_index":1,"digits":"' + b"2" * C + b'"}',
+        ),
     ]
     for _ in range(2):  # a replay after a crash changes nothing
         decoded = decode_batch(records, digits_topic="digits")
         assert [record.offset for record, _ in decoded.unreadable] == [0]
         project_batch(view, decoded)
-        assert view.positions() == {("events", 0): 4, ("events", 1): 1, ("digits", 0): 1}
+        assert view.positions() == {("events", 0): 4, ("events", 1): 1, ("digits", 0): 3}
         a = view.get_job("a")
         assert a is not None and a.status == "complete" and a.worker == "w1"
         assert [j.job_id for j in view.list_jobs("queued", 5, None)] == ["b"]
-        assert view.stored_digits() == C
+        assert view.stored_digits() == 2 * C and view.read_digits(C - 1, 2) == "12"
+        assert view.stored_digits(16) == C and view.read_digits(0, 2, radix=16) == "dd"
 
 
 # PostgreSQL only (SQLite's query plan is checked in tests/unit/test_sqlite_view.py)
@@ -358,16 +439,21 @@ def test_view_urls_choose_the_backend(tmp_path: Path) -> None:
         open_view("")
 
 
-def test_postgres_readers_follow_a_switch_to_a_rebuilt_generation(postgres_store: Store) -> None:
-    live = postgres_store.open(writer=True)
+def test_readers_and_the_writer_follow_a_switch_to_a_new_generation(store: Store) -> None:
+    live = store.open(writer=True)
     live.commit([job("old", 1)], [], {("events", 0): 1})
-    reader = postgres_store.open()
-    assert isinstance(reader, PostgresView) and reader.generation() == "base"
-    rebuilt = PostgresView(postgres_store.url, writer=True, generation="pi_view_test_1")
-    postgres_store.opened.append(rebuilt)
-    rebuilt.commit([job("old", 1), job("new", 2)], [chunk(0)], {("events", 0): 2})
+    reader = store.open()
+    before = reader.generation()
+    new = live.new_generation()
+    store.opened.append(new.view)
+    assert new.view.get_job("old") is None and new.name != before  # empty, beside the live one
+    new.view.commit([job("old", 1), job("new", 2)], [chunk(0)], {("events", 0): 2})
     assert reader.get_job("new") is None  # not switched yet: nothing half-built is seen
-    switch_generation(postgres_store.url, "pi_view_test_1")
+    new.switch_to()
     wait_until(lambda: reader.get_job("new") is not None, 5, "the reader to follow the switch")
-    assert reader.generation() == "pi_view_test_1" and reader.stored_digits() == C
+    assert reader.generation() == new.name == live.generation() and reader.stored_digits() == C
     assert live.positions() == {("events", 0): 2}  # the projector carries on in the new one
+    new.retire_replaced()
+    assert reader.get_job("old") == job("old", 1) and store.open().get_job("new") is not None
+    live.commit([job("later", 3)], [], {("events", 0): 3})
+    assert reader.get_job("later") == job("later", 3)

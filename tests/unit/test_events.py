@@ -96,6 +96,33 @@ def test_digit_chunks_are_whole() -> None:
         DigitsStored(chunk_index=0, digits="1" * (DIGITS_PER_CHUNK - 1))
 
 
+def test_chunks_of_each_radix_hold_only_its_digits_and_have_their_own_key() -> None:
+    decimals = DigitsStored(chunk_index=4, digits="9" * DIGITS_PER_CHUNK)
+    hexadecimals = DigitsStored(radix=16, chunk_index=4, digits="af" * (DIGITS_PER_CHUNK // 2))
+    assert (decimals.radix, decimals.record_key) == (10, "chunk-4")  # as before radixes
+    assert (hexadecimals.radix, hexadecimals.record_key) == (16, "hex-chunk-4")
+    assert decode_digits(encode(hexadecimals)) == hexadecimals
+    for radix, digits in ((10, "a"), (16, "A"), (16, "g")):
+        with pytest.raises(ValueError, match=f"radix-{radix}"):
+            DigitsStored.model_validate(
+                {"radix": radix, "chunk_index": 0, "digits": digits * DIGITS_PER_CHUNK}
+            )
+    with pytest.raises(ValueError):
+        DigitsStored.model_validate(
+            {"radix": 8, "chunk_index": 0, "digits": "1" * DIGITS_PER_CHUNK}
+        )
+
+
+def test_a_v1_digits_stored_record_reads_as_decimals() -> None:
+    v1 = (
+        b'{"version":1,"occurred_at":"2026-11-30T16:49:59.765646Z","type":"DigitsStored",'
+        b'"chunk_index":2,"digits":"' + b"1" * DIGITS_PER_CHUNK + b'"}'
+    )
+    chunk = decode_digits(v1)
+    assert (chunk.version, chunk.radix, chunk.chunk_index) == (2, 10, 2)
+    assert chunk.digits == "1" * DIGITS_PER_CHUNK and chunk.record_key == "chunk-2"
+
+
 def test_completion_says_where_the_digits_came_from() -> None:
     with pytest.raises(ValueError):
         JobCompleted.model_validate(
@@ -127,7 +154,7 @@ def test_fields_added_by_newer_code_are_ignored() -> None:
             decode_job_event,
         ),
         (b'{"type": "JobCancelled", "version": 7, "job_id": "a"}', decode_job_event),
-        (b'{"type": "DigitsStored", "version": 2, "chunk_index": 0, "digits": "1"}', decode_digits),
+        (b'{"type": "DigitsStored", "version": 3, "chunk_index": 0, "digits": "1"}', decode_digits),
     ],
 )
 def test_a_version_newer_than_the_code_is_too_new_not_unreadable(
