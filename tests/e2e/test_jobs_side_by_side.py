@@ -3,45 +3,25 @@ idempotent submission and several calculators, over HTTP against real processes.
 
 import hashlib
 import json
-import os
-from pathlib import Path
 
 import httpx
 import pytest
 
 from deploy.kafka.local_broker import free_port
 from deploy.local_stack import LocalStack
-from tests.e2e.helpers import download_text, submit, wait_complete
+from tests.e2e.helpers import (
+    download_text,
+    engine_processes,
+    status,
+    submit,
+    wait_complete,
+    wait_status,
+    worker_of,
+)
+from tests.reference_digits import SHA256_10M
 from tests.support import reference_pi_text, wait_until
-from tests.unit.test_engine import SHA256_10M
 
 BIG = 20_000_000
-
-
-def status(client: httpx.Client, job_id: str) -> dict[str, object]:
-    """With the worker that ran the job."""
-    response = client.get(f"/pi_job/{job_id}", params={"include": "worker"})
-    assert response.status_code == 200, response.text
-    body: dict[str, object] = response.json()
-    return body
-
-
-def wait_status(client: httpx.Client, job_id: str, wanted: str, timeout: float = 120) -> None:
-    wait_until(lambda: status(client, job_id)["status"] == wanted, timeout, f"{job_id} {wanted}")
-
-
-def engine_processes(stack: LocalStack) -> list[int]:
-    """Digit-engine processes started by this stack's calculators (not by anything else)."""
-    calculators = {p.pid for name, p in stack.processes.items() if name.startswith("calculator")}
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent in calculators:
-            found.append(int(pid))
-    return found
 
 
 def test_small_jobs_complete_while_a_big_one_computes_and_progress_shows(
@@ -148,12 +128,6 @@ def _ready(client: httpx.Client) -> bool:
         return client.get("/readyz").status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def worker_of(client: httpx.Client, job_id: str) -> str:
-    worker = status(client, job_id)["worker"]
-    assert isinstance(worker, str)
-    return worker
 
 
 @pytest.mark.timeout(600)

@@ -30,7 +30,7 @@ from services.shared.postgres_view import PostgresView, switch_generation
 from services.shared.sqlite_view import SqliteView
 from services.shared.view import JobView
 from services.shared.view_stores import open_view
-from tests.conftest import postgres_schema_url
+from tests.postgres_schemas import postgres_schema_url
 from tests.support import wait_until
 
 C = DIGITS_PER_CHUNK
