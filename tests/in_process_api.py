@@ -75,9 +75,12 @@ class InProcessApi:
 
 @asynccontextmanager
 async def in_process_api(
-    data_dir: Path, api: ApiSettings | None = None
+    data_dir: Path,
+    api: ApiSettings | None = None,
+    missing_consumers: Callable[[], Awaitable[list[str]]] = no_consumer_missing,
 ) -> AsyncIterator[InProcessApi]:
-    """The app with its lifespan started, and a client to it; its view and caches in `data_dir`."""
+    """The app with its lifespan started, and a client to it; its view and caches in `data_dir`.
+    `missing_consumers`: what readiness is told of the calculators and projectors (all there)."""
     api = api or ApiSettings()
     kafka = KafkaSettings(pi_jobs_topic_prefix="in-process")
     view = SqliteView(data_dir / "view.sqlite3", writer=True)
@@ -87,7 +90,7 @@ async def in_process_api(
         transport=httpx.ASGITransport(app=create_downloader(view, cache)),
         base_url="http://downloader",
     )
-    deps = ApiDeps(log, log, downloader, no_consumer_missing)
+    deps = ApiDeps(log, log, downloader, missing_consumers)
     zips = ZipCacheSettings(
         pi_jobs_zip_cache_dir=data_dir / "zips", pi_jobs_zip_cache_bytes=1 << 26
     )
