@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
-import psycopg
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -68,15 +67,6 @@ def postgres() -> Iterator[LocalPostgres]:
             yield server
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def postgres_schema_url(server: LocalPostgres) -> str:
-    """A URL for a new, empty schema: far quicker than a database, and it checks that the view
-    follows the search_path, as deployments sharing a database would set it."""
-    schema = f"view_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(server.url, autocommit=True) as pg:
-        pg.execute(f"CREATE SCHEMA {schema}".encode())
-    return f"{server.url}?options=-csearch_path%3D{schema}"
 
 
 @pytest.fixture

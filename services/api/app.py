@@ -5,7 +5,9 @@ import contextlib
 import logging
 import re
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
@@ -32,12 +34,12 @@ from services.api.hot_paths import HotPaths
 from services.api.jobs import Jobs, cancel_job, current_status, submit_job
 from services.api.listing import MAX_PAGE, list_jobs
 from services.api.live import status_events
-from services.api.log_ends import LogEndReader
+from services.api.log_ends import LogEndReader, LogEnds
 from services.api.pi_digits import add_digit_routes
 from services.api.pi_text import StoredText
-from services.api.publishing import EventPublisher
+from services.api.publishing import EventPublisher, Publisher
 from services.api.quota import SubmissionQuota
-from services.api.readiness import check_readiness
+from services.api.readiness import check_readiness, missing_consumers
 from services.api.statuses import (
     FinishedStatuses,
     JobAccepted,
@@ -79,6 +81,28 @@ def _submission_schema(max_num: int) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {m: {"schema": body} for m in media}}}
 
 
+@dataclass(frozen=True)
+class ApiDeps:
+    """What the app talks to beyond its view: connected and closed by the app's lifespan."""
+
+    publisher: Publisher
+    # Where the events topic ends: what the read barrier waits for the view to reach.
+    log_ends: LogEnds
+    downloader: httpx.AsyncClient
+    # The consumer roles a job needs that nothing runs now (readiness).
+    missing_consumers: Callable[[], Awaitable[list[str]]]
+
+
+def kafka_deps(api: ApiSettings, kafka: KafkaSettings) -> ApiDeps:
+    """The broker and the downloader, as each API process talks to them."""
+    return ApiDeps(
+        publisher=EventPublisher(kafka),
+        log_ends=LogEndReader(kafka),
+        downloader=httpx.AsyncClient(base_url=api.pi_jobs_downloader_url, timeout=30),
+        missing_consumers=partial(missing_consumers, kafka),
+    )
+
+
 def app_from_environment() -> ASGIApp:
     """The app as each API process builds it, from the environment's settings."""
     # The supervising process gone (killed, crashed) means the API is down: no orphan keeps the
@@ -87,19 +111,23 @@ def app_from_environment() -> ASGIApp:
     configure_logging("api")
     tracing.configure("api")
     view = open_view(ViewSettings().view_url)
-    return create_app(ApiSettings(), KafkaSettings(), view, ZipCacheSettings())
+    api, kafka = ApiSettings(), KafkaSettings()
+    return create_app(api, kafka, view, ZipCacheSettings(), kafka_deps(api, kafka))
 
 
 def create_app(
-    api: ApiSettings, kafka: KafkaSettings, store: ViewReader, zips: ZipCacheSettings
+    api: ApiSettings,
+    kafka: KafkaSettings,
+    store: ViewReader,
+    zips: ZipCacheSettings,
+    deps: ApiDeps,
 ) -> ASGIApp:
-    """The FastAPI app, behind the hot paths and the request metrics."""
+    """The FastAPI app, behind the hot paths and the request metrics. `kafka` names the topics;
+    `deps` are what it publishes and reads through."""
     view = ViewWithAccepted(store)
     watcher = ViewWatcher(view)
     finished = FinishedStatuses()
-    publisher = EventPublisher(kafka)
-    log_ends = LogEndReader(kafka)
-    downloader = httpx.AsyncClient(base_url=api.pi_jobs_downloader_url, timeout=30)
+    publisher, log_ends, downloader = deps.publisher, deps.log_ends, deps.downloader
     downloads = Downloads(
         ZipCache(zips.pi_jobs_zip_cache_dir, zips.pi_jobs_zip_cache_bytes), downloader
     )
@@ -255,7 +283,8 @@ def create_app(
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        return readiness(await check_readiness(kafka, publisher.producer, downloader))
+        problems = await check_readiness(publisher.connected, deps.missing_consumers, downloader)
+        return readiness(problems)
 
     add_digit_routes(
         app, {radix: StoredText(zips.pi_jobs_digit_files_dir, radix, store) for radix in (10, 16)}

@@ -9,6 +9,7 @@ acknowledged. A burst of reads costs a handful of queries.
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -49,6 +50,19 @@ class CoalescedQuery:
                     answer.exception()  # each caller sees it; none left unretrieved
         finally:
             self._running = None
+
+
+class LogEnds(Protocol):
+    """Where the events topic ends: the broker's answer in a process, a fake in a unit test."""
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    @property
+    def read(self) -> Callable[[], Awaitable[LogEnd]]:
+        """A query sent after the call (it may raise when the broker is unreachable)."""
+        ...
 
 
 class LogEndReader:

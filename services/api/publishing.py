@@ -4,6 +4,7 @@ behind the back of a client that was told it failed."""
 import asyncio
 import itertools
 import logging
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -26,7 +27,26 @@ PUBLISH_TIMEOUT_MS = 1500
 _UNAVAILABLE = "the job queue is unavailable: try again shortly"
 
 
+class Publisher(Protocol):
+    """Where the API's events go: the broker in a process, a list in a unit test."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether a publish can be tried (readiness says so while it cannot)."""
+        ...
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, event: JobEvent) -> tuple[int, int]:
+        """(partition, offset) once stored, else an ApiError (503)."""
+        ...
+
+
 class EventPublisher:
+    """Publishes to the events topic."""
+
     def __init__(self, kafka: KafkaSettings) -> None:
         self._kafka = kafka
         self.producer: AIOKafkaProducer | None = None
@@ -39,6 +59,10 @@ class EventPublisher:
         await connect_with_retry(producer.start, "api")
         self.producer = producer
         log.info("connected to kafka")
+
+    @property
+    def connected(self) -> bool:
+        return self.producer is not None
 
     async def close(self) -> None:
         for task in self._withdrawals:

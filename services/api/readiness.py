@@ -1,7 +1,8 @@
 """Ready means a job submitted now would complete: broker, calculator, projector, downloader."""
 
+from collections.abc import Awaitable, Callable
+
 import httpx
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.admin import (
@@ -34,13 +35,17 @@ class _DescribeGroups(Request[_UpToV2]):  # type: ignore[misc]
 
 
 async def check_readiness(
-    kafka: KafkaSettings, producer: AIOKafkaProducer | None, downloader: httpx.AsyncClient
+    connected: bool,
+    missing_consumers: Callable[[], Awaitable[list[str]]],
+    downloader: httpx.AsyncClient,
 ) -> list[str]:
+    """What stands between a job submitted now and its completion (nothing: ready).
+    `connected`: whether the API can publish; `missing_consumers`: the roles nothing runs."""
     problems = []
-    if producer is None:
+    if not connected:
         problems.append("not connected to kafka")
     else:
-        problems += await _missing_consumers(kafka)
+        problems += await missing_consumers()
     # Broken, not busy: a downloader slow to answer while it serves many clients is still there
     # (and the API serves what is already compressed itself); only one that refuses is down.
     try:
@@ -53,7 +58,7 @@ async def check_readiness(
     return problems
 
 
-async def _missing_consumers(kafka: KafkaSettings) -> list[str]:
+async def missing_consumers(kafka: KafkaSettings) -> list[str]:
     """The roles whose consumer group has no member with partitions assigned."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=kafka.kafka_bootstrap_servers, request_timeout_ms=2000

@@ -9,8 +9,9 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
@@ -47,6 +48,8 @@ from services.shared.runtime import run_until_stopped
 from services.shared.settings import CalculatorSettings, KafkaSettings
 
 log = logging.getLogger("calculator")
+
+_E = TypeVar("_E", bound=JobEvent)
 
 
 def _deps(kafka: KafkaSettings, producer: AIOKafkaProducer, stored: StoredDigits) -> CalculatorDeps:
@@ -126,16 +129,61 @@ async def _consume(work: _Consuming) -> None:
             await _dispatch(records, tp, work)
 
 
+@dataclass
+class _Batch:
+    """One partition's records from one poll: the jobs the stored digits answer are gathered
+    here and completed together once the batch is read."""
+
+    tp: TopicPartition
+    known_stored: Mapping[int, int]  # radix -> digits stored, as known when the batch began
+    served: list[JobRequested] = field(default_factory=list)
+    served_offsets: list[int] = field(default_factory=list)
+    served_traces: list[tuple[str, tracing.ReceivedHeaders]] = field(default_factory=list)
+
+
+# Handles one event of its type; True: the record is done with (its offset may be committed).
+_Handler = Callable[[_E, ConsumerRecord[bytes, bytes], _Batch, _Consuming], Awaitable[bool]]
+
+
+async def _job_requested(
+    event: JobRequested, record: ConsumerRecord[bytes, bytes], batch: _Batch, work: _Consuming
+) -> bool:
+    if event.num <= batch.known_stored[event.radix]:
+        batch.served.append(event)
+        batch.served_offsets.append(record.offset)
+        batch.served_traces.append((event.job_id, record.headers))
+        return False
+    # The job's task continues the trace its request carried (it copies the context).
+    with tracing.continuing([(event.job_id, record.headers)]):
+        await work.runner.start(
+            event, batch.tp, _finisher(work.committer, batch.tp, [record.offset])
+        )
+    return False
+
+
+async def _job_cancelled(
+    event: JobCancelled, record: ConsumerRecord[bytes, bytes], batch: _Batch, work: _Consuming
+) -> bool:
+    if work.runner.cancel_job(event.job_id):
+        log.info("job cancelled", extra={"job_id": event.job_id})
+    return True
+
+
+# The events the calculator acts on; it reads past every other type.
+EVENT_HANDLERS: Mapping[type[JobEvent], _Handler[Any]] = {
+    JobRequested: _job_requested,
+    JobCancelled: _job_cancelled,
+}
+
+
 async def _dispatch(
     records: list[ConsumerRecord[bytes, bytes]], tp: TopicPartition, work: _Consuming
 ) -> None:
     """Start the partition's new jobs; those the stored digits answer are completed together."""
-    served: list[JobRequested] = []
-    served_offsets: list[int] = []
-    served_traces: list[tuple[str, tracing.ReceivedHeaders]] = []
+    batch = _Batch(tp, {radix: work.stored.known(radix) for radix in (10, 16)})
     for record in records:
         try:
-            event = decode_job_event(record.value)
+            event: JobEvent | None = decode_job_event(record.value)
         except NewerEvent as newer:
             work.held.hold(tp, record.offset, newer)  # nothing from here on, not even committed
             break
@@ -143,23 +191,13 @@ async def _dispatch(
             await send_to_dead_letters(work.producer, work.kafka, record, str(error), "calculator")
             event = None
         work.committer.offsets.begin(tp, record.offset)
-        if isinstance(event, JobRequested) and event.num <= work.stored.known(event.radix):
-            served.append(event)
-            served_offsets.append(record.offset)
-            served_traces.append((event.job_id, record.headers))
-            continue
-        if isinstance(event, JobRequested):
-            # The job's task continues the trace its request carried (it copies the context).
-            with tracing.continuing([(event.job_id, record.headers)]):
-                await work.runner.start(event, tp, _finisher(work.committer, tp, [record.offset]))
-            continue
-        if isinstance(event, JobCancelled) and work.runner.cancel_job(event.job_id):
-            log.info("job cancelled", extra={"job_id": event.job_id})
-        work.committer.finished(tp, record.offset)
-    if served:
-        with tracing.continuing(served_traces):
+        handler = None if event is None else EVENT_HANDLERS.get(type(event))
+        if handler is None or await handler(event, record, batch, work):
+            work.committer.finished(tp, record.offset)
+    if batch.served:
+        with tracing.continuing(batch.served_traces):
             await work.runner.serve_from_stored(
-                served, tp, _finisher(work.committer, tp, served_offsets)
+                batch.served, tp, _finisher(work.committer, tp, batch.served_offsets)
             )
 
 

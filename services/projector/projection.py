@@ -4,8 +4,9 @@ Kafka delivers at least once, so every event may arrive again: applying it twice
 and a job that reached a terminal status never moves back.
 """
 
+from collections.abc import Callable, Mapping
 from functools import reduce
-from typing import assert_never
+from typing import Any, TypeVar
 
 from services.shared.events import (
     JobCancelled,
@@ -19,50 +20,75 @@ from services.shared.events import (
 from services.shared.view import TERMINAL_STATUSES, JobView
 
 
+def _requested(job: JobView | None, event: JobRequested) -> JobView | None:
+    if job is not None:
+        return job  # the first request of a job id is the job (a repeated key finds it)
+    return JobView(
+        job_id=event.job_id,
+        num=event.num,
+        status="queued",
+        requested_at=event.occurred_at,
+        owner=event.owner,
+        radix=event.radix,
+    )
+
+
+def _started(job: JobView, event: JobStarted) -> dict[str, object]:
+    # Also a restart after a calculator died: progress begins again.
+    at = event.occurred_at
+    return {"status": "in_progress", "started_at": at, "worker": event.worker,
+            "progress": 0.0, "eta_seconds": None, "progress_at": at}  # fmt: skip
+
+
+def _progressed(job: JobView, event: JobProgressed) -> dict[str, object]:
+    at = event.occurred_at
+    if job.progress_at is not None and at < job.progress_at:
+        return {}  # a late duplicate
+    return {"status": "in_progress", "progress": event.progress,
+            "eta_seconds": event.eta_seconds, "progress_at": at}  # fmt: skip
+
+
+def _completed(job: JobView, event: JobCompleted) -> dict[str, object]:
+    # A job served from stored digits has no JobStarted: it starts as it completes.
+    at = event.occurred_at
+    return {"status": "complete", "finished_at": at, "progress": 1.0, "eta_seconds": 0.0,
+            "started_at": job.started_at or at, "worker": event.worker or job.worker,
+            "digits_source": event.digits_source,
+            "compute_seconds": event.compute_seconds}  # fmt: skip
+
+
+def _failed(job: JobView, event: JobFailed) -> dict[str, object]:
+    return {"status": "failed", "finished_at": event.occurred_at, "error": event.error}
+
+
+def _cancelled(job: JobView, event: JobCancelled) -> dict[str, object]:
+    return {"status": "cancelled", "finished_at": event.occurred_at, "eta_seconds": None}
+
+
+_E = TypeVar("_E", bound=JobEvent)
+# What an event changes in a job that exists and is not finished.
+_Changes = Callable[[JobView, _E], dict[str, object]]
+
+# Every job event the fold applies: the one that creates a job, and what the others change.
+CREATES: Mapping[type[JobEvent], Callable[[JobView | None, Any], JobView | None]] = {
+    JobRequested: _requested,
+}
+CHANGES: Mapping[type[JobEvent], _Changes[Any]] = {
+    JobStarted: _started,
+    JobProgressed: _progressed,
+    JobCompleted: _completed,
+    JobFailed: _failed,
+    JobCancelled: _cancelled,
+}
+
+
 def apply_event(job: JobView | None, event: JobEvent) -> JobView | None:
-    if isinstance(event, JobRequested):
-        if job is not None:
-            return job
-        return JobView(
-            job_id=event.job_id,
-            num=event.num,
-            status="queued",
-            requested_at=event.occurred_at,
-            owner=event.owner,
-            radix=event.radix,
-        )
+    if (create := CREATES.get(type(event))) is not None:
+        return create(job, event)
     if job is None or job.status in TERMINAL_STATUSES:
         # Nothing to attach it to (a job never requested), or the job is finished for good.
         return job
-    return job.model_copy(update=_changes(job, event))
-
-
-def _changes(job: JobView, event: JobEvent) -> dict[str, object]:
-    at = event.occurred_at
-    match event:
-        case JobStarted():
-            # Also a restart after a calculator died: progress begins again.
-            return {"status": "in_progress", "started_at": at, "worker": event.worker,
-                    "progress": 0.0, "eta_seconds": None, "progress_at": at}  # fmt: skip
-        case JobProgressed():
-            if job.progress_at is not None and at < job.progress_at:
-                return {}  # a late duplicate
-            return {"status": "in_progress", "progress": event.progress,
-                    "eta_seconds": event.eta_seconds, "progress_at": at}  # fmt: skip
-        case JobCompleted():
-            # A job served from stored digits has no JobStarted: it starts as it completes.
-            return {"status": "complete", "finished_at": at, "progress": 1.0, "eta_seconds": 0.0,
-                    "started_at": job.started_at or at, "worker": event.worker or job.worker,
-                    "digits_source": event.digits_source,
-                    "compute_seconds": event.compute_seconds}  # fmt: skip
-        case JobFailed():
-            return {"status": "failed", "finished_at": at, "error": event.error}
-        case JobCancelled():
-            return {"status": "cancelled", "finished_at": at, "eta_seconds": None}
-        case JobRequested():
-            return {}
-        case _:
-            assert_never(event)
+    return job.model_copy(update=CHANGES[type(event)](job, event))
 
 
 def fold(events: list[JobEvent], job: JobView | None = None) -> JobView | None:

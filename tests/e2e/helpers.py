@@ -1,6 +1,7 @@
 """Talking to the running service the way a client does."""
 
 import io
+import os
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,3 +74,35 @@ def api_elsewhere(stack: LocalStack, cache_dir: Path) -> Iterator[str]:
         yield url
     finally:
         stack.stop(name)
+
+
+def status(client: httpx.Client, job_id: str) -> dict[str, object]:
+    """With the worker that ran the job."""
+    response = client.get(f"/pi_job/{job_id}", params={"include": "worker"})
+    assert response.status_code == 200, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def wait_status(client: httpx.Client, job_id: str, wanted: str, timeout: float = 120) -> None:
+    wait_until(lambda: status(client, job_id)["status"] == wanted, timeout, f"{job_id} {wanted}")
+
+
+def engine_processes(stack: LocalStack) -> list[int]:
+    """Digit-engine processes started by this stack's calculators (not by anything else)."""
+    calculators = {p.pid for name, p in stack.processes.items() if name.startswith("calculator")}
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent in calculators:
+            found.append(int(pid))
+    return found
+
+
+def worker_of(client: httpx.Client, job_id: str) -> str:
+    worker = status(client, job_id)["worker"]
+    assert isinstance(worker, str)
+    return worker

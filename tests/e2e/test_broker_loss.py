@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -23,8 +20,9 @@ from deploy.kafka.local_broker import free_port
 from deploy.kafka.local_cluster import MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, LocalCluster
 from deploy.local_stack import LocalStack
 from services.shared.settings import KafkaSettings
-from tests.e2e.conftest import stop_stack
 from tests.e2e.helpers import download_text, wait_complete
+from tests.stacks import stack_running
+from tests.submission_stream import SubmissionStream
 from tests.support import reference_pi_text, wait_until
 
 CLIENT_TIMEOUT = 60.0  # generous: when Kafka cannot take a job in time, the API answers 503
@@ -70,22 +68,16 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
 
 @pytest.fixture
 def stack(cluster: LocalCluster, tmp_path: Path) -> Iterator[LocalStack]:
-    stack = LocalStack.on_free_ports(
+    with stack_running(
         cluster.bootstrap_servers,
         tmp_path / "stack",
         topic_prefix=PREFIX,
-        log_to_files=True,
         extra_env={
             "PI_JOBS_REPLICATION_FACTOR": str(REPLICATION_FACTOR),
             "PI_JOBS_MIN_INSYNC_REPLICAS": str(MIN_INSYNC_REPLICAS),
         },
-    )
-    try:
-        stack.start()
-        stack.wait_ready(timeout=120)
+    ) as stack:
         yield stack
-    finally:
-        stop_stack(stack, show_logs=True)
 
 
 # --- what the brokers say about the topics ---------------------------------------------------
@@ -140,90 +132,11 @@ def describe(bootstrap: str, topics: list[str] | None = None) -> list[PartitionS
     return asyncio.run(_describe(bootstrap, topics))
 
 
-# --- a steady stream of submissions ----------------------------------------------------------
-
-
-@dataclass
-class Submission:
-    num: int
-    sent_at: float
-    answered_at: float | None = None
-    status: int | None = None  # None: no HTTP answer at all (timeout, connection error)
-    body: Any = None
-    error: str = ""
-
-    @property
-    def acknowledged(self) -> bool:
-        return self.status == 200
-
-    @property
-    def unexpected(self) -> bool:
-        """Answered, but neither 200 nor 503; or no answer within the client's timeout."""
-        return self.answered_at is not None and self.status not in (200, 503)
-
-
-class SubmissionStream:
-    """POSTs a small job every SUBMIT_EVERY seconds from a background thread, never more than
-    IN_FLIGHT unanswered at once, and records every answer."""
-
-    def __init__(self, url: str) -> None:
-        self._client = httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT)
-        self._pool = ThreadPoolExecutor(IN_FLIGHT)
-        self._slots = threading.BoundedSemaphore(IN_FLIGHT)
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._random = random.Random(314159)
-        self._submissions: list[Submission] = []
-        self._thread = threading.Thread(target=self._run, name="submissions")
-
-    def _run(self) -> None:
-        while not self._stopping.is_set() and len(self._submissions) < MAX_SUBMISSIONS:
-            if self._slots.acquire(blocking=False):
-                submission = Submission(self._random.randint(1, 2000), time.monotonic())
-                with self._lock:
-                    self._submissions.append(submission)
-                self._pool.submit(self._post, submission)
-            self._stopping.wait(SUBMIT_EVERY)  # the stream's pace, not a wait for a condition
-
-    def _post(self, submission: Submission) -> None:
-        try:
-            response = self._client.post("/pi_job", data={"num": str(submission.num)})
-            submission.status = response.status_code
-            submission.body = response.json()
-        except (httpx.HTTPError, ValueError) as error:
-            submission.error = repr(error)
-        finally:
-            submission.answered_at = time.monotonic()
-            self._slots.release()
-
-    def submissions(self) -> list[Submission]:
-        with self._lock:
-            return list(self._submissions)
-
-    def acknowledged(self, sent_after: float = 0.0) -> list[Submission]:
-        return [s for s in self.submissions() if s.acknowledged and s.sent_at > sent_after]
-
-    def has_acknowledged(self, count: int, sent_after: float = 0.0) -> bool:
-        """For wait_until; fails at once on an answer that no wait would make right."""
-        wrong = [s for s in self.submissions() if s.unexpected]
-        assert not wrong, wrong[:3]
-        return len(self.acknowledged(sent_after)) >= count
-
-    def __enter__(self) -> SubmissionStream:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop submitting and wait for every POST in flight to be answered (or time out)."""
-        self._stopping.set()
-        self._thread.join()
-        self._pool.shutdown(wait=True)
-        self._client.close()
+def random_nums() -> Iterator[int]:
+    """Small nums, the same sequence each run."""
+    pick = random.Random(314159)
+    while True:
+        yield pick.randint(1, 2000)
 
 
 # --- the test --------------------------------------------------------------------------------
@@ -267,7 +180,15 @@ def test_every_acknowledged_job_completes_when_a_broker_is_killed(
     report(f"killing node {victim}: the controller; leads events partitions {led}")
     report(f"the group coordinator (leads __consumer_offsets) is node {coordinator}")
 
-    with SubmissionStream(stack.url) as stream:
+    with SubmissionStream(
+        stack.url,
+        random_nums(),
+        in_flight=IN_FLIGHT,
+        pace=SUBMIT_EVERY,
+        timeout=CLIENT_TIMEOUT,
+        most=MAX_SUBMISSIONS,
+        expected=frozenset({200, 503}),
+    ) as stream:
         wait_until(lambda: stream.has_acknowledged(BEFORE_KILL), 60, "acknowledged submissions")
         killed_at = time.monotonic()
         cluster.kill(victim)

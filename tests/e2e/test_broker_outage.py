@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from deploy.kafka.local_broker import LocalBroker
-from tests.e2e.conftest import start_stack, stop_stack
 from tests.e2e.helpers import download_text, submit, wait_complete
+from tests.stacks import start_stack, stop_stack
 from tests.support import reference_pi_text, wait_until
 
 

@@ -39,16 +39,25 @@ from services.shared.events import (
 from services.shared.kafka import durable_producer, publish
 from services.shared.settings import KafkaSettings
 from services.shared.sqlite_view import SqliteView
-from tests.e2e.helpers import api_elsewhere, download_text, submit, wait_complete
-from tests.e2e.test_jobs_side_by_side import engine_processes, status, wait_status, worker_of
+from tests.e2e.helpers import (
+    api_elsewhere,
+    download_text,
+    engine_processes,
+    status,
+    submit,
+    wait_complete,
+    wait_status,
+    worker_of,
+)
 from tests.log_and_view import (
     LoggedEvent,
     how_view_differs_from_the_log,
     listed_job_ids,
     read_log,
 )
+from tests.reference_digits import SHA256_10M
+from tests.submission_stream import SubmissionStream
 from tests.support import reference_pi_text, wait_until
-from tests.unit.test_engine import SHA256_10M
 
 # Beyond the digits stored in this module's stack when the first test runs, so it computes; the
 # downloader test asks for it again and is then served from the stored digits.
@@ -236,61 +245,22 @@ def test_a_calculator_killed_mid_computation_leaves_no_engine_and_its_job_is_rer
 # 2. The projector -------------------------------------------------------------------------------
 
 
-class SubmissionStream:
-    """Threads submitting small jobs one after another until told to stop."""
-
-    def __init__(self, url: str, threads: int) -> None:
-        self.acknowledged: dict[str, int] = {}
-        # Acknowledged jobs that a GET right after the POST did not find (the view was behind).
-        self.unseen_right_after: list[str] = []
-        self._url = url
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._nums = itertools.count(start=1, step=131)
-        self._pool = ThreadPoolExecutor(threads)
-        self._futures = [self._pool.submit(self._submit_until_stopped) for _ in range(threads)]
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.acknowledged)
-
-    def _submit_until_stopped(self) -> None:
-        with httpx.Client(base_url=self._url, timeout=60) as client:
-            while not self._stop.is_set():
-                with self._lock:
-                    num = 1 + next(self._nums) % 5_000
-                response = client.post("/pi_job", data={"num": str(num)})
-                if response.status_code == 429:  # over the quota: wait as told, like a client
-                    self._stop.wait(float(response.headers["retry-after"]))
-                    continue
-                assert response.status_code == 200, response.text
-                job_id = response.json()["job_id"]
-                seen = client.get(f"/pi_job/{job_id}").status_code
-                assert seen in (200, 404), seen
-                with self._lock:
-                    self.acknowledged[job_id] = num
-                    if seen == 404:
-                        self.unseen_right_after.append(job_id)
-
-    def stop(self) -> dict[str, int]:
-        self._stop.set()
-        for future in self._futures:
-            future.result()  # a POST that failed fails the test
-        self._pool.shutdown()
-        return dict(self.acknowledged)
-
-
 def test_a_projector_killed_while_events_flow_resumes_without_losing_or_repeating_any(
     client: httpx.Client, stack: LocalStack
 ) -> None:
-    stream = SubmissionStream(stack.url, threads=3)
+    nums = (1 + n % 5_000 for n in itertools.count(start=1, step=131))
+    stream = SubmissionStream(stack.url, nums, in_flight=3, look_after=True).start()
+
+    def acknowledged(count: int) -> bool:
+        return stream.has_acknowledged(count)
+
     try:
-        wait_until(lambda: stream.count() >= 10, 120, "10 jobs acknowledged")
+        wait_until(lambda: acknowledged(10), 120, "10 jobs acknowledged")
         # Mid-batch: inside the SQLite transaction that applies a batch to the view.
         view_file = (stack.data_dir / "view.sqlite3").resolve()
         wait_until(lambda: _projector_mid_transaction(view_file), 60, "the projector mid-batch")
         stack.kill("projector")
-        at_kill = stream.count()
+        at_kill = len(stream.acknowledged())
         stack.start("projector")
         restarted_at = time.monotonic()
         view = open_view(stack)
@@ -300,15 +270,20 @@ def test_a_projector_killed_while_events_flow_resumes_without_losing_or_repeatin
         finally:
             view.close()
         resumed_at = time.monotonic()
-        at_resume = stream.count()
-        wait_until(lambda: stream.count() >= at_resume + 10, 120, "10 more jobs acknowledged")
+        at_resume = len(stream.acknowledged())
+        wait_until(lambda: acknowledged(at_resume + 10), 120, "10 more jobs acknowledged")
     finally:
-        jobs = stream.stop()
+        stream.stop()
+    assert not stream.unexpected(), stream.unexpected()[:3]  # only 200, or 429 and a wait
+    acks = stream.acknowledged()
+    jobs = {s.job_id: s.num for s in acks}
+    assert {s.seen_right_after for s in acks} <= {200, 404}
+    unseen_right_after = [s for s in acks if s.seen_right_after == 404]
     report(
         f"projector: killed inside a batch's transaction after {at_kill} jobs acknowledged; "
         "the view moved again "
         f"{resumed_at - restarted_at:.1f} s after the restart; {at_resume - at_kill} jobs "
-        f"acknowledged meanwhile, {len(jobs)} in all; {len(stream.unseen_right_after)} "
+        f"acknowledged meanwhile, {len(jobs)} in all; {len(unseen_right_after)} "
         "answered 404 to a GET right after their POST's 200"
     )
 

@@ -22,7 +22,7 @@ import schemathesis
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from deploy.local_stack import LocalStack
-from tests.e2e.conftest import stop_stack
+from tests.stacks import stack_running
 
 FUZZ_MAX_NUM = 10_000
 MAX_EXAMPLES = 100  # generated cases per operation, on top of its examples and coverage cases
@@ -65,19 +65,13 @@ def declare_what_the_routes_read(document: dict[str, Any]) -> dict[str, Any]:
 def fuzz_stack(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalStack]:
-    stack = LocalStack.on_free_ports(
+    with stack_running(
         kafka_bootstrap,
         tmp_path_factory.mktemp("fuzz-stack"),
         topic_prefix=f"fuzz-{uuid.uuid4().hex[:12]}",
-        log_to_files=True,
         extra_env={"PI_JOBS_MAX_NUM": str(FUZZ_MAX_NUM)},
-    )
-    stack.start()
-    try:
-        stack.wait_ready(timeout=120)
+    ) as stack:
         yield stack
-    finally:
-        stop_stack(stack, show_logs=True)
 
 
 @pytest.fixture(scope="module")

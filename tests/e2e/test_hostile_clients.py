@@ -29,8 +29,8 @@ import httpx
 import pytest
 
 from deploy.local_stack import LocalStack
-from tests.e2e.conftest import start_stack, stop_stack
 from tests.e2e.helpers import download_text, submit, wait_complete
+from tests.stacks import start_stack, stop_stack
 from tests.support import wait_until
 
 REQUEST_SECONDS = 2.0  # a request must arrive whole within this (PI_JOBS_REQUEST_SECONDS)

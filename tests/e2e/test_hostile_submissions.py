@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from deploy.local_stack import LocalStack
-from tests.e2e.conftest import start_stack, stop_stack
 from tests.e2e.helpers import download_text, submit, wait_complete
+from tests.stacks import start_stack, stop_stack
 from tests.support import reference_pi_text
 
 BUDGET = 3_000_000  # decimals one client may have queued or running

@@ -12,9 +12,9 @@ import psycopg
 
 from deploy.local_stack import LocalStack
 from deploy.postgres.local_postgres import LocalPostgres
-from tests.conftest import postgres_schema_url
-from tests.e2e.conftest import start_stack, stop_stack
 from tests.e2e.helpers import download_text, submit, wait_complete
+from tests.postgres_schemas import postgres_schema_url
+from tests.stacks import start_stack, stop_stack
 from tests.support import reference_pi_text, wait_until
 
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from deploy.local_stack import LocalStack
-from tests.e2e.conftest import start_stack, stop_stack
 from tests.e2e.helpers import wait_complete
+from tests.stacks import start_stack, stop_stack
 from tests.support import wait_until
 
 API_PROCESSES = 2

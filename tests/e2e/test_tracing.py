@@ -6,8 +6,8 @@ from pathlib import Path
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.e2e.conftest import start_stack, stop_stack
 from tests.e2e.helpers import submit, wait_complete
+from tests.stacks import start_stack, stop_stack
 from tests.support import OtlpPosts, otlp_collector, wait_until
 
 Span = tuple[str, str, bytes, dict[str, str]]  # (service, name, trace id, string attributes)

@@ -4,13 +4,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
-import services.calculator.__main__ as calculator
-import services.projector.__main__ as projector
 from services.shared.events import JobRequested, encode
 from services.shared.kafka import durable_producer, ensure_topics
 from services.shared.settings import KafkaSettings
 from services.shared.sqlite_view import SqliteView
-from tests.integration.test_event_flow import ANY_PORT_CALCULATOR, ANY_PORT_PROJECTOR, running
+from tests.in_process_services import calculator_and_projector
 from tests.support import wait_until_async
 
 POISON = [
@@ -62,11 +60,7 @@ async def test_poison_records_are_parked_and_good_jobs_still_complete(
         await producer.stop()
 
     view = SqliteView(view_path, writer=True)
-    loops = (
-        calculator.run(kafka_settings, ANY_PORT_CALCULATOR),
-        projector.run(kafka_settings, view, ANY_PORT_PROJECTOR),
-    )
-    async with running(*loops):
+    async with calculator_and_projector(kafka_settings, view):
 
         async def good_complete() -> bool:
             job = view.get_job("good")

@@ -1,39 +1,17 @@
 """The calculator and projector loops against the real broker, run in this process."""
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Coroutine
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-import services.calculator.__main__ as calculator
-import services.projector.__main__ as projector
 from services.calculator.stored_digits import StoredDigits
 from services.shared.events import JobRequested, decode_digits
 from services.shared.kafka import durable_producer, ensure_topics, publish
-from services.shared.settings import CalculatorSettings, KafkaSettings, ProjectorSettings
+from services.shared.settings import KafkaSettings
 from services.shared.sqlite_view import SqliteView
+from tests.in_process_services import calculator_and_projector
 from tests.support import reference_pi_text, wait_until_async
-
-# Ops endpoints on any free port, so these run beside `make run`.
-ANY_PORT_CALCULATOR = CalculatorSettings(pi_jobs_calculator_ops_port=0)
-ANY_PORT_PROJECTOR = ProjectorSettings(pi_jobs_projector_ops_port=0)
-
-
-@contextlib.asynccontextmanager
-async def running(*loops: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
-    tasks = [asyncio.create_task(loop) for loop in loops]
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 async def request(settings: KafkaSettings, *jobs: tuple[str, int]) -> None:
@@ -73,10 +51,7 @@ async def test_requested_jobs_are_computed_once_and_projected(
     kafka_settings: KafkaSettings, view_path: Path
 ) -> None:
     view = SqliteView(view_path, writer=True)
-    async with running(
-        calculator.run(kafka_settings, ANY_PORT_CALCULATOR),
-        projector.run(kafka_settings, view, ANY_PORT_PROJECTOR),
-    ):
+    async with calculator_and_projector(kafka_settings, view):
         await request(kafka_settings, ("small", 12), ("big", 150_000))
         for job_id in ("small", "big"):
             await wait_until_async(partial(_status_is, view, job_id, "complete"), 60, job_id)
@@ -100,19 +75,13 @@ async def test_the_projector_resumes_where_its_view_left_off(
 ) -> None:
     view = SqliteView(view_path, writer=True)
     await request(kafka_settings, ("first", 10))
-    async with running(
-        calculator.run(kafka_settings, ANY_PORT_CALCULATOR),
-        projector.run(kafka_settings, view, ANY_PORT_PROJECTOR),
-    ):
+    async with calculator_and_projector(kafka_settings, view):
         await wait_until_async(
             lambda: _status_is(view, "first", "complete"), 60, "first job complete"
         )
     positions_before = view.positions()
     await request(kafka_settings, ("second", 20))
-    async with running(
-        calculator.run(kafka_settings, ANY_PORT_CALCULATOR),
-        projector.run(kafka_settings, view, ANY_PORT_PROJECTOR),
-    ):
+    async with calculator_and_projector(kafka_settings, view):
         await wait_until_async(
             lambda: _status_is(view, "second", "complete"), 60, "second job complete"
         )

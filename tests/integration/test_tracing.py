@@ -12,13 +12,11 @@ import uvicorn
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-import services.calculator.__main__ as calculator
-import services.projector.__main__ as projector
 from deploy.kafka.local_broker import free_port
-from services.api.app import create_app
+from services.api.app import create_app, kafka_deps
 from services.shared.settings import ApiSettings, KafkaSettings, ZipCacheSettings
 from services.shared.sqlite_view import SqliteView
-from tests.integration.test_event_flow import ANY_PORT_CALCULATOR, ANY_PORT_PROJECTOR, running
+from tests.in_process_services import calculator_and_projector
 from tests.support import parent_id, span_id, trace_id, wait_until_async
 
 
@@ -26,11 +24,13 @@ from tests.support import parent_id, span_id, trace_id, wait_until_async
 async def api_serving(kafka: KafkaSettings, view_path: Path, zips: Path) -> AsyncIterator[str]:
     """The API app on a free port in this process, as its processes serve it; yields its URL."""
     port = free_port()
+    api = ApiSettings(pi_jobs_port=port)
     app = create_app(
-        ApiSettings(pi_jobs_port=port),
+        api,
         kafka,
         SqliteView(view_path),
         ZipCacheSettings(pi_jobs_zip_cache_dir=zips),
+        kafka_deps(api, kafka),
     )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
     serving = asyncio.create_task(server.serve())
@@ -73,10 +73,7 @@ async def test_a_jobs_request_computation_and_projection_form_one_trace(
 ) -> None:
     view = SqliteView(view_path, writer=True)
     async with (
-        running(
-            calculator.run(kafka_settings, ANY_PORT_CALCULATOR),
-            projector.run(kafka_settings, view, ANY_PORT_PROJECTOR),
-        ),
+        calculator_and_projector(kafka_settings, view),
         api_serving(kafka_settings, view_path, tmp_path / "zips") as url,
         httpx.AsyncClient(base_url=url) as client,
     ):

@@ -24,7 +24,7 @@ from services.shared.kafka import (
 )
 from services.shared.settings import CalculatorSettings, KafkaSettings, ProjectorSettings
 from services.shared.sqlite_view import SqliteView
-from tests.integration.test_event_flow import running
+from tests.in_process_services import running
 from tests.support import wait_until_async
 
 

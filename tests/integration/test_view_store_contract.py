@@ -32,7 +32,7 @@ from services.shared.sql_view import SqlView
 from services.shared.sqlite_view import SqliteView
 from services.shared.view import JobView, ViewStore
 from services.shared.view_stores import open_view
-from tests.conftest import postgres_schema_url
+from tests.postgres_schemas import postgres_schema_url
 from tests.support import wait_until
 
 C = DIGITS_PER_CHUNK

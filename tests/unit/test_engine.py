@@ -16,15 +16,12 @@ import pytest
 from services.calculator import engine, memory
 from services.calculator.engine import InsufficientMemoryError, estimate_peak_bytes, pi_decimals
 from services.calculator.phases import REPORT_STEP
+from tests.reference_digits import SHA256_10M
 from tests.support import wait_until
 
 PI_DIGITS_BIN = Path(sys.executable).parent / "pi-digits"
 REFERENCE_SIZE = 1_000_000
 
-# SHA-256 of the first 10,000,000 decimals, obtained once with mpmath 1.4.1 + gmpy2:
-#   with mpmath.workdps(10_000_030): d = str(mpmath.pi)[2:10_000_002]
-#   hashlib.sha256(d.encode()).hexdigest()
-SHA256_10M = "c3d3dd4bd5d1051fd5995db983eb898ac0308189a20c46e80e5f67d5f415edf1"
 
 # 1-based decimal positions where runs of 9s or 0s start, so truncating just
 # before or inside them is where rounding and missing guard digits would show.
