@@ -92,7 +92,9 @@ async def in_process_api(
     )
     deps = ApiDeps(log, log, downloader, missing_consumers)
     zips = ZipCacheSettings(
-        pi_jobs_zip_cache_dir=data_dir / "zips", pi_jobs_zip_cache_bytes=1 << 26
+        pi_jobs_zip_cache_dir=data_dir / "zips",
+        pi_jobs_zip_cache_bytes=1 << 26,
+        pi_jobs_digit_files_dir=data_dir / "digits",
     )
     app = create_app(api, kafka, view, zips, deps)
     try:

@@ -2,16 +2,19 @@
 cancelling, listing, the quota and readiness. The calculator's part is played by publishing its
 events to the in-memory log (tests/in_process_api.py), which folds them into a real view."""
 
+import io
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from services.shared.events import JobCompleted, JobRequested
+from services.shared.events import DIGITS_PER_CHUNK, DigitsStored, JobCompleted, JobRequested
 from services.shared.settings import ApiSettings
 from tests.in_process_api import InProcessApi, in_process_api
 from tests.refusals import FORM, JSON, UNKNOWN_ID, assert_error
+from tests.support import reference_pi_hex, reference_pi_text
 
 
 @pytest.fixture
@@ -155,3 +158,52 @@ async def test_not_ready_while_a_consumer_role_has_nothing_running(tmp_path: Pat
         answer = await served.client.get("/readyz")
     assert_error(answer, {503})
     assert "no calculator is running" in answer.json()["error"]
+
+
+async def test_a_hexadecimal_job_is_read_and_downloaded_in_hexadecimal(
+    served: InProcessApi,
+) -> None:
+    response = await served.client.post("/pi_job", json={"num": 12, "radix": 16})
+    job_id = response.json()["job_id"]
+    (requested,) = served.log.published
+    assert isinstance(requested, JobRequested) and (requested.num, requested.radix) == (12, 16)
+    status = (await served.client.get(f"/pi_job/{job_id}")).json()
+    assert (status["num"], status["radix"], status["status"]) == (12, 16, "queued")
+
+    # As the calculator stores the hexadecimal chunk, then completes the job.
+    hexadecimal = reference_pi_hex(DIGITS_PER_CHUNK)[1:]
+    chunk = DigitsStored(radix=16, chunk_index=0, digits=hexadecimal)
+    served.view.commit([], [chunk], {})
+    await complete(served, job_id, 12)
+    assert (await served.client.get(f"/pi_job/{job_id}")).json()["status"] == "complete"
+    download = await served.client.get(f"/download_pi_job/{job_id}")
+    archive = zipfile.ZipFile(io.BytesIO(download.content))
+    assert archive.read(archive.namelist()[0]) == b"3.243f6a8885a3"
+    read = await served.client.get("/v1/pi", params={"numberOfDigits": 13, "radix": 16})
+    assert read.json() == {"content": "3243f6a8885a3"}
+    decimals = await served.client.get("/v1/pi", params={"numberOfDigits": 2})
+    assert decimals.status_code == 404, "no decimals are stored"
+
+
+async def test_a_job_of_another_radix_is_not_served_by_stored_decimals(
+    served: InProcessApi,
+) -> None:
+    decimals = DigitsStored(chunk_index=0, digits=reference_pi_text(DIGITS_PER_CHUNK)[2:])
+    served.view.commit([], [decimals], {})
+    job_id = await submit(served.client, 12)
+    await complete(served, job_id, 12)
+    assert (await served.client.get(f"/pi_job/{job_id}")).json()["status"] == "complete"
+    hex_job = (await served.client.post("/pi_job", data={"num": "12", "radix": "16"})).json()
+    await complete(served, hex_job["job_id"], 12)
+    status = (await served.client.get(f"/pi_job/{hex_job['job_id']}")).json()
+    assert status["status"] == "in_progress", "complete once its own digits are in the view"
+
+
+async def test_an_idempotency_key_names_one_radix(served: InProcessApi) -> None:
+    key = {"Idempotency-Key": "order-16"}
+    first = await served.client.post("/pi_job", data={"num": "12", "radix": "16"}, headers=key)
+    assert first.status_code == 200
+    again = await served.client.post("/pi_job", data={"num": "12"}, headers=key)
+    assert_error(again, {409})
+    assert "num=12, radix=16" in again.json()["error"]
+    assert len(served.log.published) == 1
