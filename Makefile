@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JARS := deploy/kafka/libs/.complete
 
-.PHONY: help install test-tools postgresql browser run test test-unit test-integration test-e2e lint format bench bench-progress bench-load bench-hostile bench-huge lock replay \
+.PHONY: help install test-tools postgresql browser run test test-unit test-deploy test-integration test-e2e lint format bench bench-progress bench-load bench-hostile bench-huge lock replay \
         kafka kafka-cluster api calculator projector downloader clean status restart stop logs soak
 
 # `make` alone: every target with its `## ` line.
@@ -63,6 +63,9 @@ test: install test-tools lint ## lint, then every test (unit, integration, e2e)
 
 test-unit: install test-tools ## the unit tests
 	$(BIN)/python -m pytest tests/unit
+
+test-deploy: install ## the Dockerfile, compose and Kubernetes files checked against the code
+	$(BIN)/python -m pytest tests/deploy
 
 test-integration: install test-tools ## the integration tests (a real broker)
 	$(BIN)/python -m pytest tests/integration
