@@ -91,7 +91,7 @@ soak: install ## make run under clients, parts killed with -9 (SOAK_SECONDS)
 bench: install ## timings, not tests: engine, flow, replay, listing
 	$(BIN)/python bench/bench_engine.py $(BENCH_ARGS)
 	$(BIN)/python -m bench.bench_progress
-	$(BIN)/python bench/bench_flow.py
+	$(BIN)/python -m bench.bench_flow
 	$(BIN)/python bench/bench_replay.py
 	$(BIN)/python bench/bench_listing.py
 
@@ -114,7 +114,7 @@ bench-hostile: install ## one hostile client (slowloris, 20,000 idle connections
 
 bench-huge: install ## a 100,000,000-digit job: time and memory of each service
 	$(BIN)/python bench/bench_engine.py --huge
-	$(BIN)/python bench/bench_flow.py --huge 100000000
+	$(BIN)/python -m bench.bench_flow --huge 100000000
 
 lock: ## re-pin every dependency after editing pyproject.toml
 	$(BIN)/pip install --quiet uv && $(BIN)/uv pip compile pyproject.toml --extra dev \

@@ -1,6 +1,6 @@
 """End-to-end figures with every part running as a real process on this machine.
 
-    .venv/bin/python bench/bench_flow.py [--download-digits 10000000]
+    .venv/bin/python -m bench.bench_flow [--download-digits 10000000]
 
 Starts its own broker and services on free ports, then prints POST-to-complete latencies
 (a job that computes, jobs served from stored digits) and download first-byte time and throughput.
