@@ -1,5 +1,6 @@
 """What the local servers (Kafka broker, cluster, PostgreSQL) share: start, wait until ready,
-stop, and use as a context manager that stops them whatever happens."""
+stop, and use as a context manager that stops them whatever happens; the end of a log to say why
+one failed, polling a check against a deadline, and their `python -m ... run` command lines."""
 
 from __future__ import annotations
 
