@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JARS := deploy/kafka/libs/.complete
 
-.PHONY: help install test-tools postgresql browser run test test-unit test-integration test-e2e lint format bench bench-progress bench-load bench-hostile bench-huge lock replay \
+.PHONY: help install test-tools postgresql browser run test test-unit test-deploy test-integration test-e2e lint format bench bench-progress bench-load bench-hostile bench-huge lock replay \
         kafka kafka-cluster api calculator projector downloader clean status restart stop logs soak
 
 # `make` alone: every target with its `## ` line.
@@ -64,6 +64,9 @@ test: install test-tools lint ## lint, then every test (unit, integration, e2e)
 test-unit: install test-tools ## the unit tests
 	$(BIN)/python -m pytest tests/unit
 
+test-deploy: install ## the Dockerfile, compose and Kubernetes files checked against the code
+	$(BIN)/python -m pytest tests/deploy
+
 test-integration: install test-tools ## the integration tests (a real broker)
 	$(BIN)/python -m pytest tests/integration
 
@@ -88,7 +91,7 @@ soak: install ## make run under clients, parts killed with -9 (SOAK_SECONDS)
 bench: install ## timings, not tests: engine, flow, replay, listing
 	$(BIN)/python bench/bench_engine.py $(BENCH_ARGS)
 	$(BIN)/python -m bench.bench_progress
-	$(BIN)/python bench/bench_flow.py
+	$(BIN)/python -m bench.bench_flow
 	$(BIN)/python bench/bench_replay.py
 	$(BIN)/python bench/bench_listing.py
 
@@ -111,7 +114,7 @@ bench-hostile: install ## one hostile client (slowloris, 20,000 idle connections
 
 bench-huge: install ## a 100,000,000-digit job: time and memory of each service
 	$(BIN)/python bench/bench_engine.py --huge
-	$(BIN)/python bench/bench_flow.py --huge 100000000
+	$(BIN)/python -m bench.bench_flow --huge 100000000
 
 lock: ## re-pin every dependency after editing pyproject.toml
 	$(BIN)/pip install --quiet uv && $(BIN)/uv pip compile pyproject.toml --extra dev \

@@ -1,6 +1,6 @@
 """End-to-end figures with every part running as a real process on this machine.
 
-    .venv/bin/python bench/bench_flow.py [--download-digits 10000000]
+    .venv/bin/python -m bench.bench_flow [--download-digits 10000000]
 
 Starts its own broker and services on free ports, then prints POST-to-complete latencies
 (a job that computes, jobs served from stored digits) and download first-byte time and throughput.
@@ -9,14 +9,13 @@ A benchmark, not a test: nothing here passes or fails on a timing.
 
 import argparse
 import statistics
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import httpx
 
-from deploy.kafka.local_broker import LocalBroker
+from bench.load import rss_mib
+from bench.stack import running_stack
 from deploy.local_stack import LocalStack
 
 
@@ -40,27 +39,7 @@ class PeakMemory:
     def _sample(self) -> None:
         while not self._stop.wait(0.2):
             for name, pid in self._pids.items():
-                total = sum(_rss_kib(p) for p in _tree(pid)) / 1024
-                self.peak_mib[name] = max(self.peak_mib[name], total)
-
-
-def _tree(pid: int) -> list[int]:
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        for child in children.read_text().split():
-            pids += _tree(int(child))
-    return pids
-
-
-def _rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+                self.peak_mib[name] = max(self.peak_mib[name], rss_mib(pid))
 
 
 def post_to_complete(client: httpx.Client, num: int) -> float:
@@ -94,20 +73,11 @@ def main() -> None:
     parser.add_argument("--huge", type=int, default=0, help="only: one job this large, with memory")
     parser.add_argument("--big", type=int, default=30_000_000, help="the job small ones run beside")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = LocalBroker.on_free_ports(Path(tmp) / "kafka")
-        with broker:
-            stack = LocalStack.on_free_ports(broker.bootstrap_servers, Path(tmp), log_to_files=True)
-            stack.start()
-            try:
-                stack.wait_ready()
-                with httpx.Client(base_url=stack.url, timeout=600) as client:
-                    if args.huge:
-                        huge(client, stack, args.huge)
-                    else:
-                        report(client, args)
-            finally:
-                stack.stop()
+    with running_stack() as (_, stack), httpx.Client(base_url=stack.url, timeout=600) as client:
+        if args.huge:
+            huge(client, stack, args.huge)
+        else:
+            report(client, args)
 
 
 def small_while_big(client: httpx.Client, args: argparse.Namespace) -> None:

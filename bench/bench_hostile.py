@@ -14,18 +14,16 @@ import argparse
 import resource
 import socket
 import statistics
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 
 import httpx
 
-from bench.load import process_tree
-from deploy.kafka.local_broker import LocalBroker
+from bench.load import rss_mib
+from bench.stack import running_stack
 from deploy.local_stack import LocalStack
 from tests.e2e.helpers import download_text, submit, wait_complete
 
@@ -141,18 +139,6 @@ def attack(port: int, slowloris: int, idle: int, stop: threading.Event) -> Itera
             thread.join()
 
 
-def rss_mib(pid: int) -> float:
-    total = 0
-    for each in process_tree(pid):
-        try:
-            for line in Path(f"/proc/{each}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
-
-
 def slow_downloads(port: int, job_id: str, count: int) -> tuple[ExitStack, Counter[int]]:
     """`count` downloads from the attacker that read the head and nothing more."""
     held = ExitStack()
@@ -180,16 +166,8 @@ def main() -> None:
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = LocalBroker.on_free_ports(Path(tmp) / "kafka")
-        with broker:
-            stack = LocalStack.on_free_ports(broker.bootstrap_servers, Path(tmp), log_to_files=True)
-            stack.start()
-            try:
-                stack.wait_ready()
-                run(stack, args)
-            finally:
-                stack.stop()
+    with running_stack() as (_, stack):
+        run(stack, args)
 
 
 def run(stack: LocalStack, args: argparse.Namespace) -> None:

@@ -11,10 +11,8 @@ A benchmark, not a test: nothing here passes or fails on a timing.
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 
@@ -28,7 +26,7 @@ from bench.load import (
     require_wrk,
     wrk,
 )
-from deploy.kafka.local_broker import LocalBroker
+from bench.stack import running_stack
 from deploy.local_stack import LocalStack
 from services.shared.kafka import log_end_offsets
 from services.shared.settings import KafkaSettings
@@ -247,41 +245,22 @@ def main() -> None:
     args = parser.parse_args()
     parts = set(args.only.split(","))
     require_wrk()
-    with tempfile.TemporaryDirectory() as tmp, peer_app() as peer:
-        broker = LocalBroker.on_free_ports(Path(tmp) / "kafka")
-        broker_port = broker.port
-        with broker:
-            stack = LocalStack.on_free_ports(
-                broker.bootstrap_servers,
-                Path(tmp),
-                log_to_files=True,
-                extra_env=_NO_PER_CLIENT_LIMITS,
-            )
-            stack.start()
-            try:
-                stack.wait_ready()
-                # As a system that has been running: the JVM's compiler has done its work.
-                wrk(f"{stack.url}/pi_job", 10, args.connections, body="num=12")
-                steps: list[tuple[str, Callable[[], object]]] = [
-                    ("table", lambda: side_by_side(stack, peer, args.seconds, args.connections)),
-                    ("latency", lambda: post_to_complete(stack, args.latency_jobs)),
-                    ("streams", lambda: streams(stack, args.streams, args.seconds)),
-                    (
-                        "downloads",
-                        lambda: downloads(
-                            stack, args.download_digits, args.seconds, args.connections
-                        ),
-                    ),
-                    (
-                        "sustained",
-                        lambda: sustained(stack, broker_port, args.rate, args.sustained_seconds),
-                    ),
-                ]
-                for name, step in steps:
-                    if name in parts:
-                        step()
-            finally:
-                stack.stop()
+    with peer_app() as peer, running_stack(_NO_PER_CLIENT_LIMITS) as (broker, stack):
+        # As a system that has been running: the JVM's compiler has done its work.
+        wrk(f"{stack.url}/pi_job", 10, args.connections, body="num=12")
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("table", lambda: side_by_side(stack, peer, args.seconds, args.connections)),
+            ("latency", lambda: post_to_complete(stack, args.latency_jobs)),
+            ("streams", lambda: streams(stack, args.streams, args.seconds)),
+            (
+                "downloads",
+                lambda: downloads(stack, args.download_digits, args.seconds, args.connections),
+            ),
+            ("sustained", lambda: sustained(stack, broker.port, args.rate, args.sustained_seconds)),
+        ]
+        for name, step in steps:
+            if name in parts:
+                step()
 
 
 if __name__ == "__main__":

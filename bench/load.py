@@ -1,4 +1,5 @@
-"""Load tools for the benchmarks: wrk runs, a constant-rate client, CPU meters, the Node peer."""
+"""Load tools for the benchmarks: wrk runs, a constant-rate client, CPU and memory meters, the
+Node peer."""
 
 import asyncio
 import json
@@ -14,7 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.kafka.local_broker import free_port
+from deploy.local_server import poll_until
+from deploy.ports import free_port
 from deploy.processes import spawn, stop
 
 PEER_DIR = Path(__file__).parent / "peers" / "original"
@@ -107,6 +109,20 @@ def cpu_seconds(pid: int) -> float:
     return total / _TICKS
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of `pid` and its live descendants, in MiB."""
+    total_kib = 0
+    for member in process_tree(pid):
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        total_kib += next(
+            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+        )
+    return total_kib / 1024
+
+
 @dataclass
 class CpuMeter:
     """Cores used by each named process tree between start() and stop()."""
@@ -157,17 +173,22 @@ def peer_app() -> Iterator[str]:
     port = free_port()
     process = spawn(["node", str(PEER_DIR / "server.js")], {"PORT": str(port)})
     url = f"http://127.0.0.1:{port}"
+
+    def answering() -> tuple[bool, str]:
+        if process.poll() is not None:
+            raise RuntimeError(f"the Node peer exited with code {process.returncode}")
+        try:
+            urllib.request.urlopen(f"{url}/pi_job/0", timeout=1)
+        except urllib.error.HTTPError:
+            return True, "answering"  # 404: no job yet
+        except OSError as error:
+            return False, str(error)
+        return True, "answering"
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/pi_job/0", timeout=1)
-            except urllib.error.HTTPError:
-                break  # answering (404: no job yet)
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the Node peer did not start") from None
-                time.sleep(0.05)
+        started, why = poll_until(answering, timeout=20, interval=0.05)
+        if not started:
+            raise RuntimeError(f"the Node peer did not start: {why}")
         yield url
     finally:
         stop(process)

@@ -15,10 +15,11 @@ import os
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from deploy.local_server import poll_until
 
 Handler = Callable[[list[str]], dict[str, Any]]
 
@@ -80,12 +81,8 @@ def answering(path: Path) -> bool:
 
 def _wait_stopped(path: Path, timeout: float = 120) -> bool:
     """Whether `make run` has stopped everything (it answers until then) within `timeout`."""
-    deadline = time.monotonic() + timeout
-    while answering(path):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
+    stopped, _ = poll_until(lambda: (not answering(path), "answering"), timeout, interval=0.2)
+    return stopped
 
 
 def _shown_ready(part: dict[str, Any]) -> str:

@@ -3,7 +3,6 @@
 import contextlib
 import json
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -11,7 +10,8 @@ from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
-from deploy.kafka.local_broker import free_port
+from deploy.local_server import poll_until
+from deploy.ports import free_port
 from deploy.processes import spawn, stop
 
 SERVICES = ("projector", "calculator", "downloader", "api")
@@ -113,14 +113,12 @@ class LocalStack:
             return False, str(error)
 
     def wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        def ready_or_exited() -> tuple[bool, str]:
             for name, process in self.processes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"{name} exited with code {process.returncode}")
-            ready, why = self.readiness()
-            if ready:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"services not ready after {timeout:.0f} s: {why}")
-            time.sleep(0.1)
+            return self.readiness()
+
+        ready, why = poll_until(ready_or_exited, timeout)
+        if not ready:
+            raise TimeoutError(f"services not ready after {timeout:.0f} s: {why}")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from deploy.kafka.local_broker import REPO_ROOT
+from deploy import REPO_ROOT
 from deploy.local_stack import SERVICES
 from deploy.log_lines import SUPERVISOR, Renderer, parse, readable_wanted
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from deploy import start_checks
+from deploy import REPO_ROOT, start_checks
 from deploy.control import ControlServer, Handler, socket_path
-from deploy.kafka.local_broker import REPO_ROOT, BrokerError, LocalBroker
+from deploy.kafka.local_broker import BrokerError, LocalBroker
 from deploy.local_stack import SERVICES, LocalStack
 from deploy.log_lines import SUPERVISOR, Renderer, readable_wanted, record
 from deploy.logs import Follower, Terminal, log_files, rotate_large

@@ -1,10 +1,10 @@
 """Before `make run` starts anything: is it running here already, and are its ports free?"""
 
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 
 from deploy.control import answering, socket_path
+from deploy.ports import why_taken
 
 
 def chosen_ports(env: Mapping[str, str]) -> dict[str, int]:
@@ -23,15 +23,7 @@ def chosen_ports(env: Mapping[str, str]) -> dict[str, int]:
 
 def ports_taken(ports: dict[str, int]) -> list[str]:
     """Those of `ports` (setting: port) that something listens on, as `port (SETTING)`."""
-    taken = []
-    for setting, port in ports.items():
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                taken.append(f"{port} ({setting})")
-    return taken
+    return [f"{port} ({setting})" for setting, port in ports.items() if why_taken(port)]
 
 
 def why_not_start(data_dir: Path, ports: dict[str, int]) -> str | None:

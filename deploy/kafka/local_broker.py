@@ -13,22 +13,23 @@ import base64
 import fcntl
 import hashlib
 import os
-import random
 import re
 import shutil
 import socket
 import struct
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from deploy.local_server import LocalProcessServer, run_in_foreground
-from services.shared.runtime import die_with_parent
+# REPO_ROOT and free_port are re-exported: tests import them from here.
+from deploy import REPO_ROOT as REPO_ROOT
+from deploy.local_server import LocalProcessServer, command_line, log_tail, run_in_foreground
+from deploy.ports import free_port as free_port
+from deploy.ports import why_taken
 
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parents[1]
 POM = HERE / "pom.xml"
 LOG4J_CONFIG = HERE / "log4j2.properties"
 LIBS = HERE / "libs"
@@ -82,41 +83,6 @@ def ensure_jars() -> Path:
     return LIBS
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free now, below the kernel's range of ephemeral ports: a server that stops and
-    starts again on it (a broker restarted by a test) cannot find it taken meanwhile by the
-    outgoing connection of some client, which the kernel gives ephemeral ports only."""
-    low, _ = _ephemeral_ports()
-    for _ in range(200):
-        port = random.randrange(10_000, max(10_001, low))
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as s:  # that range is crowded: any free port will do
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _ephemeral_ports() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
-
-
-def _check_port_free(host: str, port: int) -> None:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the JVM does
-        try:
-            s.bind((host, port))
-        except OSError as e:
-            raise BrokerError(f"port {port} on {host} is already in use ({e.strerror})") from e
-
-
 def cluster_id_in(path: Path) -> str:
     """The cluster id kept in `path`, created there (random, base64) the first time."""
     if not path.exists():
@@ -130,12 +96,6 @@ def _new_cluster_id() -> str:
     while (cluster_id := base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode())[0] == "-":
         pass
     return cluster_id
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 # --- readiness probe over the Kafka protocol -------------------------------------------------
@@ -197,6 +157,8 @@ _READY_CODES = {0, 36}  # NONE, TOPIC_ALREADY_EXISTS
 
 @dataclass
 class LocalBroker(LocalProcessServer):
+    name: ClassVar[str] = "kafka"
+    error: ClassVar[type[RuntimeError]] = BrokerError
     data_dir: Path
     port: int
     controller_port: int
@@ -269,10 +231,10 @@ class LocalBroker(LocalProcessServer):
         ]
 
     def start(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            raise BrokerError("broker already running")
+        self._check_not_running()
         for port in (self.port, self.controller_port):
-            _check_port_free(self.host, port)
+            if why := why_taken(port, self.host):
+                raise BrokerError(f"port {port} on {self.host} is already in use ({why})")
         java = _java()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "server.properties"
@@ -283,24 +245,11 @@ class LocalBroker(LocalProcessServer):
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 raise BrokerError(f"formatting {self.data_dir} failed:\n{done.stdout}{done.stderr}")
-        cmd = self._java_cmd(java, "kafka.Kafka", str(config))
-        if self.log_to_stdout:
-            self.process = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, process_group=0, preexec_fn=die_with_parent
-            )
-        else:
-            with (self.log_dir / "kafka.out").open("ab") as out:
-                self.process = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=out,
-                    process_group=0,
-                    preexec_fn=die_with_parent,
-                )
+        output = None if self.log_to_stdout else self.log_dir / "kafka.out"
+        self._launch(self._java_cmd(java, "kafka.Kafka", str(config)), output)
 
     def _log_tail(self) -> str:
-        parts = [_tail(self.log_dir / "kafka.out", 10), _tail(self.log_dir / "server.log")]
+        parts = [log_tail(self.log_dir / "kafka.out", 10), log_tail(self.log_dir / "server.log")]
         return "\n".join(p for p in parts if p)
 
     def readiness(self) -> tuple[bool, str]:
@@ -310,24 +259,6 @@ class LocalBroker(LocalProcessServer):
         except OSError as e:
             return False, str(e)
         return error_code in _READY_CODES, f"CreateTopics error code {error_code}"
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        """Return once the broker accepts a (validate-only) topic creation."""
-        if self.process is None:
-            raise BrokerError("broker not started")
-        deadline = time.monotonic() + timeout
-        while True:
-            code = self.process.poll()
-            if code is not None:
-                raise BrokerError(f"kafka exited with code {code}:\n{self._log_tail()}")
-            ready, last = self.readiness()
-            if ready:
-                return
-            if time.monotonic() > deadline:
-                raise BrokerError(
-                    f"kafka not ready after {timeout:g}s ({last}):\n{self._log_tail()}"
-                )
-            time.sleep(0.1)  # poll interval
 
 
 # --- CLI -------------------------------------------------------------------------------------
@@ -339,15 +270,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.kafka.local_broker")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("fetch", help="download the Kafka jars with Maven")
-    run = sub.add_parser("run", help="run a single-node broker in the foreground")
-    env = os.environ
-    run.add_argument("--data-dir", default=env.get("KAFKA_DATA_DIR", REPO_ROOT / "var" / "kafka"))
-    run.add_argument("--port", type=int, default=int(env.get("KAFKA_PORT", "9092")))
-    run.add_argument(
-        "--controller-port", type=int, default=int(env.get("KAFKA_CONTROLLER_PORT", "9093"))
+    parser = command_line(
+        "deploy.kafka.local_broker",
+        ("fetch", "download the Kafka jars with Maven"),
+        "run a single-node broker in the foreground",
+        ("KAFKA_DATA_DIR", "kafka"),
+        {"--port": ("KAFKA_PORT", 9092), "--controller-port": ("KAFKA_CONTROLLER_PORT", 9093)},
     )
     args = parser.parse_args(argv)
     if args.command == "fetch":

@@ -16,7 +16,6 @@ Needs Java 17+ and Maven, like deploy.kafka.local_broker; stdlib only on the Pyt
 from __future__ import annotations
 
 import argparse
-import os
 import struct
 import sys
 import time
@@ -25,14 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.kafka.local_broker import (
-    REPO_ROOT,
     BrokerError,
     LocalBroker,
     cluster_id_in,
     exchange,
     probe_create_topic,
 )
-from deploy.local_server import LocalServer, run_in_foreground
+from deploy.local_server import LocalServer, command_line, run_in_foreground
 
 NODE_IDS = (1, 2, 3)
 REPLICATION_FACTOR = 3
@@ -254,14 +252,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.kafka.local_cluster")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a three-node cluster in the foreground")
-    env = os.environ
-    default_dir = env.get("KAFKA_CLUSTER_DATA_DIR", REPO_ROOT / "var" / "kafka-cluster")
-    run.add_argument("--data-dir", default=default_dir)
-    run.add_argument(
-        "--base-port", type=int, default=int(env.get("KAFKA_CLUSTER_BASE_PORT", "9192"))
+    parser = command_line(
+        "deploy.kafka.local_cluster",
+        None,
+        "run a three-node cluster in the foreground",
+        ("KAFKA_CLUSTER_DATA_DIR", "kafka-cluster"),
+        {"--base-port": ("KAFKA_CLUSTER_BASE_PORT", 9192)},
     )
     args = parser.parse_args(argv)
     return _run(args)

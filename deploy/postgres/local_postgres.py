@@ -17,14 +17,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from deploy.local_server import LocalProcessServer, run_in_foreground
-from deploy.processes import die_with_parent
+from deploy.local_server import LocalProcessServer, command_line, log_tail, run_in_foreground
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
 SERVICE_USER = "postgres"
 _INSTALL_HINT = "PostgreSQL is not installed: apt-get install postgresql"
@@ -66,14 +64,10 @@ def ensure_installed() -> Path:
     return find_bindir()
 
 
-def _tail(path: Path, lines: int = 20) -> str:
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
 @dataclass
 class LocalPostgres(LocalProcessServer):
+    name: ClassVar[str] = "postgres"
+    error: ClassVar[type[RuntimeError]] = PostgresError
     data_dir: Path
     port: int
     host: str = "127.0.0.1"
@@ -178,8 +172,7 @@ class LocalPostgres(LocalProcessServer):
         return [str(bindir / "postgres"), "-D", str(self.cluster_dir), *options]
 
     def start(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            raise PostgresError("postgres already running")
+        self._check_not_running()
         bindir = find_bindir()
         socket_path = self.socket_dir / f".s.PGSQL.{self.port}"
         if len(str(socket_path)) > _SOCKET_PATH_MAX:
@@ -187,20 +180,14 @@ class LocalPostgres(LocalProcessServer):
         self._prepare_data_dir()
         self._initdb(bindir)
         account = self._server_user()
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self._server_command(bindir),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                cwd="/",
-                user=account.pw_uid if account else None,
-                group=account.pw_gid if account else None,
-                extra_groups=[] if account else None,
-                process_group=0,
-                # After the change of user: a change of credentials clears the death signal.
-                preexec_fn=die_with_parent,
-            )
+        self._launch(
+            self._server_command(bindir),
+            self.log_path,
+            cwd="/",
+            user=account.pw_uid if account else None,
+            group=account.pw_gid if account else None,
+            extra_groups=[] if account else None,
+        )
 
     def _client(self, program: str, *args: str) -> subprocess.CompletedProcess[str]:
         command = [str(find_bindir() / program), "-h", self.host, "-p", str(self.port)]
@@ -211,24 +198,13 @@ class LocalPostgres(LocalProcessServer):
             env={**os.environ, "PGCONNECT_TIMEOUT": "5"},
         )
 
-    def wait_ready(self, timeout: float = 60) -> None:
-        """Return once the server accepts connections over TCP."""
-        if self.process is None:
-            raise PostgresError("postgres not started")
-        deadline = time.monotonic() + timeout
-        while True:
-            code = self.process.poll()
-            if code is not None:
-                raise PostgresError(f"postgres exited with code {code}:\n{_tail(self.log_path)}")
-            done = self._client("pg_isready", "-d", "postgres", "-t", "2")
-            if done.returncode == 0:
-                return
-            if time.monotonic() > deadline:
-                raise PostgresError(
-                    f"postgres not ready after {timeout:g}s ({done.stdout.strip()}):\n"
-                    f"{_tail(self.log_path)}"
-                )
-            time.sleep(0.1)  # poll interval
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the server accepts connections over TCP, and if not, pg_isready's words."""
+        done = self._client("pg_isready", "-d", "postgres", "-t", "2")
+        return done.returncode == 0, done.stdout.strip()
+
+    def _log_tail(self) -> str:
+        return log_tail(self.log_path, 20)
 
     def _sql(self, statement: str) -> str:
         done = self._client("psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", "postgres",
@@ -258,13 +234,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.postgres.local_postgres")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("install", help="apt-get install postgresql when it is missing (as root)")
-    run = sub.add_parser("run", help="run a server in the foreground")
-    env = os.environ
-    run.add_argument("--data-dir", default=env.get("PG_DATA_DIR", REPO_ROOT / "var" / "postgres"))
-    run.add_argument("--port", type=int, default=int(env.get("PG_PORT", "5433")))
+    parser = command_line(
+        "deploy.postgres.local_postgres",
+        ("install", "apt-get install postgresql when it is missing (as root)"),
+        "run a server in the foreground",
+        ("PG_DATA_DIR", "postgres"),
+        {"--port": ("PG_PORT", 5433)},
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "install":

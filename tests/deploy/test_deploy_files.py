@@ -9,8 +9,10 @@ variable set for Kafka is one the apache/kafka image reads and names a real brok
 ports agree (published port, settings, container ports, probes, Services, URLs between services);
 the Dockerfile is multi-stage, non-root and hash-checked; Deployments have resources and probes;
 autoscalers target existing Deployments; calculators do not outnumber the event partitions.
-Linters and schema validators (hadolint, check-jsonschema, kubectl kustomize,
-kubernetes-validate, docker compose) run when installed, and are skipped, saying so, when not.
+The Dockerfile and .dockerignore are read as Docker reads them, by ports of BuildKit's parser
+and moby's pattern matcher (e2b-dockerfile-utils). Linters and schema validators (hadolint,
+check-jsonschema, kubectl kustomize, kubernetes-validate, docker compose) run when installed, and
+are skipped, saying so, when not.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import functools
 import hashlib
 import os
 import re
-import shlex
 import shutil
 import struct
 import subprocess
@@ -35,6 +36,7 @@ from xml.etree import ElementTree
 
 import pytest
 import yaml
+from e2b_dockerfile_utils import DockerfileInstruction, PatternMatcher, parse_dockerfile_ast
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
@@ -121,65 +123,49 @@ def compose() -> dict[str, Any]:
 
 
 @dataclass
-class Instruction:
-    keyword: str
-    args: str
-    stage: int
-    heredoc: str = ""
-
-
-@dataclass
 class Dockerfile:
-    instructions: list[Instruction] = field(default_factory=list)
+    """The Dockerfile's instructions as BuildKit reads them, stage by stage."""
+
+    stages: list[list[DockerfileInstruction]] = field(default_factory=list)
     stage_names: list[str] = field(default_factory=list)
 
-    def final(self, keyword: str) -> list[Instruction]:
-        last = len(self.stage_names) - 1
-        return [i for i in self.instructions if i.keyword == keyword and i.stage == last]
+    def final(self, keyword: str) -> list[DockerfileInstruction]:
+        return [i for i in self.stages[-1] if i.name == keyword]
 
-    def all(self, keyword: str) -> list[Instruction]:
-        return [i for i in self.instructions if i.keyword == keyword]
+    def all(self, keyword: str) -> list[DockerfileInstruction]:
+        return [i for stage in self.stages for i in stage if i.name == keyword]
 
 
 @functools.cache
 def dockerfile() -> Dockerfile:
-    """Instructions with continuation lines joined and heredoc bodies attached, by stage."""
     parsed = Dockerfile()
-    lines = iter(DOCKERFILE.read_text().splitlines())
-    for line in lines:
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        text = line
-        while text.endswith("\\"):
-            text = text[:-1] + " " + next(lines)
-        keyword, _, args = text.strip().partition(" ")
-        keyword = keyword.upper()
-        body = ""
-        if heredoc := re.search(r"<<-?['\"]?(\w+)['\"]?", args):
-            delimiter = heredoc[1]
-            body_lines = []
-            for body_line in lines:
-                if body_line.strip() == delimiter:
-                    break
-                body_lines.append(body_line)
-            body = "\n".join(body_lines) + "\n"
-        if keyword == "FROM":
-            match = re.fullmatch(r"(\S+)(?:\s+AS\s+(\S+))?", args.strip(), re.IGNORECASE)
-            assert match, f"cannot read FROM {args}"
-            parsed.stage_names.append(match[2] or "")
-        parsed.instructions.append(
-            Instruction(keyword, args.strip(), len(parsed.stage_names) - 1, body)
-        )
+    for instruction in parse_dockerfile_ast(DOCKERFILE.read_text()).instructions:
+        if instruction.name == "FROM":
+            match instruction.args:
+                case [_image]:
+                    parsed.stage_names.append("")
+                case [_image, as_word, name] if as_word.upper() == "AS":
+                    parsed.stage_names.append(name)
+                case _:
+                    pytest.fail(f"cannot read {instruction.original}")
+            parsed.stages.append([])
+        parsed.stages[-1].append(instruction)
     return parsed
+
+
+def shell_command(instruction: DockerfileInstruction) -> str:
+    """A RUN's command line: its one argument in the shell form, its words in the exec form."""
+    return " ".join(instruction.args)
 
 
 def dockerfile_env() -> dict[str, str]:
     """The ENV of the final stage: what every container of the image starts with."""
     env: dict[str, str] = {}
     for instruction in dockerfile().final("ENV"):
-        for word in shlex.split(instruction.args):
-            name, sep, value = word.partition("=")
-            assert sep, f"ENV {instruction.args!r}: use the NAME=value form"
+        # The parser gives (name, value, delimiter) triples; "" is the legacy `ENV NAME value`.
+        triples = instruction.args
+        for name, value, delimiter in zip(triples[::3], triples[1::3], triples[2::3], strict=True):
+            assert delimiter == "=", f"{instruction.original!r}: use the NAME=value form"
             env[name] = value
     return env
 
@@ -412,7 +398,8 @@ def test_every_yaml_file_parses_and_the_kustomization_lists_every_manifest() -> 
 
 def test_every_command_runs_an_existing_service_and_each_service_runs_once() -> None:
     (cmd,) = dockerfile().final("CMD")
-    module_of(yaml.safe_load(cmd.args))  # exec form: a JSON array
+    assert cmd.json, f"{cmd.original}: the exec form, a JSON array"
+    module_of(cmd.args)
     assert sorted(compose_ours()) == SERVICES, "compose: one service per services/*/__main__.py"
     assert sorted(k8s_ours()) == SERVICES, "k8s: one Deployment per services/*/__main__.py"
 
@@ -754,22 +741,22 @@ def test_strimzi_cluster_and_topics_match_the_settings() -> None:
 def test_dockerfile_is_multi_stage_non_root_and_hash_checked() -> None:
     parsed = dockerfile()
     assert len(parsed.all("FROM")) >= 2, "multi-stage: build in one stage, run in another"
-    final_from = parsed.all("FROM")[-1].args.split()[0]
+    final_from = parsed.all("FROM")[-1].args[0]
     assert final_from == "python:3.11-slim", final_from
     users = parsed.final("USER")
     assert users, "the final stage must switch to a non-root USER"
-    user = users[-1].args.split(":")[0]
-    assert user not in ("root", "0"), f"USER {users[-1].args} is root"
-    installs = [i.args for i in parsed.all("RUN") if "pip install" in i.args]
+    user = users[-1].args[0].split(":")[0]
+    assert user not in ("root", "0"), f"{users[-1].original} is root"
+    installs = [shell_command(i) for i in parsed.all("RUN") if "pip install" in shell_command(i)]
     assert any(
         "--require-hashes" in args and re.search(r"-r\s+requirements\.lock\b", args)
         for args in installs
     ), "the lock must be installed with --require-hashes"
-    for args in [i.args for i in parsed.final("RUN")]:
+    for args in map(shell_command, parsed.final("RUN")):
         assert not re.search(r"apt-get|apk add|gcc|build-essential", args), (
             f"no build tools in the final image: {args}"
         )
-    exposed = {int(p) for i in parsed.final("EXPOSE") for p in i.args.split()}
+    exposed = {int(p) for i in parsed.final("EXPOSE") for p in i.args}
     defaults = {
         cls.model_fields[field_name].default
         for cls in settings_classes()
@@ -778,26 +765,19 @@ def test_dockerfile_is_multi_stage_non_root_and_hash_checked() -> None:
     }
     assert exposed == defaults, f"EXPOSE {exposed}, but the services listen on {defaults}"
     for instruction in parsed.all("RUN"):
-        if instruction.heredoc and "python" in instruction.args:
-            compile(instruction.heredoc, "Dockerfile heredoc", "exec")
+        if "python" in shell_command(instruction):
+            for heredoc in instruction.heredocs:
+                compile(heredoc.content, f"Dockerfile heredoc {heredoc.name}", "exec")
 
 
 def dockerignore_excludes(path: str) -> bool:
-    """Docker's rule: the last pattern matching the path or one of its parents decides."""
-    excluded = False
-    for line in DOCKERIGNORE.read_text().splitlines():
-        pattern = line.strip()
-        if not pattern or pattern.startswith("#"):
-            continue
-        negated = pattern.startswith("!")
-        pattern = pattern.removeprefix("!").strip("/")
-        regex = re.escape(pattern).replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
-        regex = regex.replace(r"\?", "[^/]").replace(r"\[", "[").replace(r"\]", "]")
-        parts = path.split("/")
-        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        if any(re.fullmatch(regex, p) for p in prefixes):
-            excluded = not negated
-    return excluded
+    """Whether Docker leaves `path` out of the build context (moby's matcher, ported)."""
+    return dockerignore().matches(path)
+
+
+@functools.cache
+def dockerignore() -> PatternMatcher:
+    return PatternMatcher(DOCKERIGNORE.read_text().splitlines())
 
 
 def files_under(path: Path) -> Iterator[str]:
@@ -810,23 +790,30 @@ def files_under(path: Path) -> Iterator[str]:
 
 
 def test_dockerfile_copies_files_that_exist_and_reach_the_build_context() -> None:
-    stages = dockerfile().stage_names
-    for instruction in dockerfile().all("COPY"):
-        words = shlex.split(instruction.args)
-        options = [w for w in words if w.startswith("--")]
-        *sources, _ = [w for w in words if not w.startswith("--")]
-        if source_stage := next((o.split("=", 1)[1] for o in options if "--from=" in o), None):
-            assert source_stage in stages[: instruction.stage], f"COPY --from={source_stage}"
-            continue
-        for source in sources:
-            path = REPO / source
-            assert path.exists(), f"COPY {source}: not in the repository"
-            files = list(files_under(path))
-            assert files, f"COPY {source}: nothing to copy"
-            left_out = [f for f in files if dockerignore_excludes(f)]
-            assert not left_out, f"COPY {source}: .dockerignore leaves out {left_out[:5]}"
+    parsed = dockerfile()
+    for stage, instructions in enumerate(parsed.stages):
+        for instruction in instructions:
+            if instruction.name == "COPY":
+                copy_sources_reach_the_context(instruction, parsed.stage_names[:stage])
     for heavy in (".venv/bin/python", ".git/HEAD", "var/view.sqlite3", "deploy/kafka/libs/x.jar"):
         assert dockerignore_excludes(heavy), f".dockerignore should leave out {heavy}"
+
+
+def copy_sources_reach_the_context(
+    instruction: DockerfileInstruction, earlier_stages: list[str]
+) -> None:
+    *sources, _ = instruction.args
+    from_flags = [f.removeprefix("--from=") for f in instruction.flags if f.startswith("--from=")]
+    if from_flags:
+        assert from_flags[0] in earlier_stages, instruction.original
+        return
+    for source in sources:
+        path = REPO / source
+        assert path.exists(), f"COPY {source}: not in the repository"
+        files = list(files_under(path))
+        assert files, f"COPY {source}: nothing to copy"
+        left_out = [f for f in files if dockerignore_excludes(f)]
+        assert not left_out, f"COPY {source}: .dockerignore leaves out {left_out[:5]}"
 
 
 # --- linters and validators, when installed --------------------------------------------------
