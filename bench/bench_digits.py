@@ -14,15 +14,13 @@ import argparse
 import mmap
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from deploy.kafka.local_broker import LocalBroker
-from deploy.local_stack import LocalStack
+from bench.stack import running_stack
 
 SEARCH_GOAL_SECONDS = 0.200  # over 100,000,000 stored digits (the goal)
 
@@ -136,21 +134,13 @@ def main() -> None:
     parser.add_argument("--digits", type=int, default=100_000_000, help="decimals to store")
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = LocalBroker.on_free_ports(Path(tmp) / "kafka")
-        with broker:
-            stack = LocalStack.on_free_ports(broker.bootstrap_servers, Path(tmp), log_to_files=True)
-            stack.start()
-            try:
-                stack.wait_ready()
-                with httpx.Client(base_url=stack.url, timeout=600) as client:
-                    seconds = store(client, args.digits)
-                    print(f"{args.digits:,} decimals computed and stored in {seconds:.1f} s")
-                    report(
-                        client, stack.data_dir / "digits" / "pi-10.txt", args.digits, args.repeat
-                    )
-            finally:
-                stack.stop()
+    with (
+        running_stack() as (_, stack),
+        httpx.Client(base_url=stack.url, timeout=600) as client,
+    ):
+        seconds = store(client, args.digits)
+        print(f"{args.digits:,} decimals computed and stored in {seconds:.1f} s")
+        report(client, stack.data_dir / "digits" / "pi-10.txt", args.digits, args.repeat)
 
 
 if __name__ == "__main__":
