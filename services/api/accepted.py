@@ -18,14 +18,7 @@ class ViewWithAccepted:
         self._lock = threading.Lock()
 
     def remember(self, event: JobRequested) -> None:
-        job = JobView(
-            job_id=event.job_id,
-            num=event.num,
-            status="queued",
-            requested_at=event.occurred_at,
-            owner=event.owner,
-            radix=event.radix,
-        )
+        job = JobView.requested(event)
         with self._lock:
             self._accepted[event.job_id] = job
             while len(self._accepted) > self._capacity:

@@ -23,14 +23,7 @@ from services.shared.view import TERMINAL_STATUSES, JobView
 def _requested(job: JobView | None, event: JobRequested) -> JobView | None:
     if job is not None:
         return job  # the first request of a job id is the job (a repeated key finds it)
-    return JobView(
-        job_id=event.job_id,
-        num=event.num,
-        status="queued",
-        requested_at=event.occurred_at,
-        owner=event.owner,
-        radix=event.radix,
-    )
+    return JobView.requested(event)
 
 
 def _started(job: JobView, event: JobStarted) -> dict[str, object]:

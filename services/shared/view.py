@@ -7,7 +7,7 @@ from typing import Literal, ParamSpec, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from services.shared.events import DigitsStored, Radix
+from services.shared.events import DigitsStored, JobRequested, Radix
 
 JobStatus = Literal["queued", "in_progress", "complete", "failed", "cancelled"]
 TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({"complete", "failed", "cancelled"})
@@ -42,6 +42,18 @@ class JobView(BaseModel):
     def requested_us(self) -> int:
         """When requested, in microseconds since the epoch: the listing's sort key."""
         return int(self.requested_at.timestamp() * 1_000_000)
+
+    @classmethod
+    def requested(cls, event: JobRequested) -> "JobView":
+        """The job as its JobRequested makes it: queued."""
+        return cls(
+            job_id=event.job_id,
+            num=event.num,
+            status="queued",
+            requested_at=event.occurred_at,
+            owner=event.owner,
+            radix=event.radix,
+        )
 
     def as_seen_with(self, stored_digits: int) -> "JobView":
         """A job is complete to readers only once its digits (`stored_digits`: how many of its
