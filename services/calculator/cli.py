@@ -5,9 +5,8 @@ import os
 import sys
 from typing import NoReturn
 
-from services.calculator.engine import InsufficientMemoryError, pi_decimals
+from services.calculator.engine import InsufficientMemoryError, write_pi_decimals
 
-WRITE_CHUNK_CHARS = 1 << 22  # encode piecewise: no second full-size copy of the digits
 EXIT_USAGE = 2
 EXIT_NO_MEMORY = 3
 
@@ -32,26 +31,19 @@ def _print_progress(fraction: float) -> None:
     sys.stderr.flush()
 
 
-def _write_digits(digits: str) -> None:
-    out = sys.stdout.buffer
-    out.write(b"3.")
-    for start in range(0, len(digits), WRITE_CHUNK_CHARS):
-        out.write(digits[start : start + WRITE_CHUNK_CHARS].encode("ascii"))
-    out.flush()
-
-
 def main() -> None:
     parser = _OneLineParser(prog="pi-digits", description="Print pi to N decimals.")
     parser.add_argument("n", metavar="N", type=_positive_int, help="number of decimals")
     parser.add_argument("--progress", action="store_true", help="report progress on stderr")
     args = parser.parse_args()
+    out = sys.stdout.buffer
     try:
-        digits = pi_decimals(args.n, on_progress=_print_progress if args.progress else None)
+        out.write(b"3.")  # buffered: nothing reaches the reader before the digits are known
+        write_pi_decimals(args.n, out, on_progress=_print_progress if args.progress else None)
+        out.flush()
     except InsufficientMemoryError as error:
         sys.stderr.write(f"pi-digits: {error}\n")
         sys.exit(EXIT_NO_MEMORY)
-    try:
-        _write_digits(digits)
     except BrokenPipeError:
         # Reader went away (e.g. `| head`): silence the flush at interpreter exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
