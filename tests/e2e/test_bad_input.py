@@ -27,7 +27,7 @@ from tests.e2e.helpers import submit, wait_complete
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
-MAX_NUM = 100_000_000  # PI_JOBS_MAX_NUM's default: the stack runs with it
+MAX_NUM = 1_000_000_000  # PI_JOBS_MAX_NUM's default: the stack runs with it
 MAX_BODY = 16 * 1024  # services.api.submission.MAX_BODY_BYTES
 UNKNOWN_ID = "ffffffffffffffffffffffffffffffff"  # a well-formed job id no job has
 # uvicorn's answer to a request h11 cannot parse (uvicorn/protocols/http/h11_impl.py).

@@ -2,7 +2,9 @@ import json
 
 import pytest
 
+from services.api.admission import FREE_DECIMALS, CostLimits, refusal
 from services.api.submission import MAX_BODY_BYTES, parse_num
+from services.shared.settings import ApiSettings
 from services.shared.web import ApiError
 
 FORM = "application/x-www-form-urlencoded"
@@ -67,3 +69,20 @@ def test_the_message_says_what_is_allowed() -> None:
     with pytest.raises(ApiError) as refused:
         parse_num(json.dumps({"num": 0}).encode(), JSON, 1000)
     assert "from 1 to 1000" in refused.value.message
+
+
+def test_the_default_maximum_accepts_a_billion_and_refuses_one_more() -> None:
+    max_num = ApiSettings().pi_jobs_max_num
+    assert parse_num(b"num=1000000000", FORM, max_num) == 1_000_000_000
+    assert parse_num(b'{"num": 1000000000}', JSON, max_num) == 1_000_000_000
+    with pytest.raises(ApiError) as refused:
+        parse_num(b"num=1000000001", FORM, max_num)
+    assert refused.value.status_code == 422 and "1 to 1000000000" in refused.value.message
+
+
+def test_the_default_budgets_admit_one_job_of_the_maximum() -> None:
+    api = ApiSettings()
+    limits = CostLimits(
+        api.pi_jobs_max_pending_decimals_per_client, api.pi_jobs_max_queued_decimals
+    )
+    assert refusal("alice", api.pi_jobs_max_num, [], FREE_DECIMALS, limits) is None
