@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JARS := deploy/kafka/libs/.complete
 
-.PHONY: help install test-tools postgresql browser run test test-unit test-integration test-e2e lint format bench bench-progress bench-load bench-hostile bench-huge lock replay \
+.PHONY: help install test-tools postgresql browser run test test-unit test-integration test-e2e lint format bench bench-progress bench-load bench-hostile bench-huge bench-billion lock replay \
         kafka kafka-cluster api calculator projector downloader clean status restart stop logs soak
 
 # `make` alone: every target with its `## ` line.
@@ -112,6 +112,12 @@ bench-hostile: install ## one hostile client (slowloris, 20,000 idle connections
 bench-huge: install ## a 100,000,000-digit job: time and memory of each service
 	$(BIN)/python bench/bench_engine.py --huge
 	$(BIN)/python bench/bench_flow.py --huge 100000000
+
+# One job of NUM decimals (default 1,000,000,000: about 15 minutes of both cores and 12 GiB)
+# through the real services: each stage's time, each service's peak memory, the digits' SHA-256.
+NUM ?= 1000000000
+bench-billion: install ## a billion-digit job end to end: time, memory, SHA-256 (NUM=...)
+	$(BIN)/python -m bench.bench_billion --num $(NUM)
 
 lock: ## re-pin every dependency after editing pyproject.toml
 	$(BIN)/pip install --quiet uv && $(BIN)/uv pip compile pyproject.toml --extra dev \
