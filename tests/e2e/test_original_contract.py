@@ -79,7 +79,7 @@ def test_unknown_and_unfinished_jobs_answer_404_with_the_error_shape(
     [
         (b"num=0", {"content-type": "application/x-www-form-urlencoded"}, 422),
         (b"num=abc", {"content-type": "application/x-www-form-urlencoded"}, 422),
-        (b"num=100000001", {"content-type": "application/x-www-form-urlencoded"}, 422),
+        (b"num=1000000001", {"content-type": "application/x-www-form-urlencoded"}, 422),
         (b"", {"content-type": "application/x-www-form-urlencoded"}, 422),
         (b'{"num": -3}', {"content-type": "application/json"}, 422),
         (b'{"num": 1.5}', {"content-type": "application/json"}, 422),
