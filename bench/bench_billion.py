@@ -11,6 +11,7 @@ calculator itself), and the SHA-256 of the `num` decimals after "3.". A benchmar
 
 import argparse
 import hashlib
+import signal
 import tempfile
 import threading
 import time
@@ -200,10 +201,17 @@ def run(num: int, stack: LocalStack, data_dir: Path) -> None:
     print(f"SHA-256 of the {num:,} decimals after '3.': {sha256}")
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num", type=int, default=1_000_000_000)
     args = parser.parse_args()
+    # Stopped with kill (or Ctrl-C where a background shell ignores it): still clean up.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     with tempfile.TemporaryDirectory(prefix="bench-billion-") as tmp:
         data_dir = Path(tmp)
         broker = LocalBroker.on_free_ports(data_dir / "kafka")
