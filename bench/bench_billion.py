@@ -11,6 +11,7 @@ calculator itself), and the SHA-256 of the `num` decimals after "3.". A benchmar
 
 import argparse
 import hashlib
+import json
 import signal
 import tempfile
 import threading
@@ -18,6 +19,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -109,6 +111,19 @@ def wait_complete(client: httpx.Client, job_id: str) -> dict[str, float]:
         time.sleep(1.0)
 
 
+def _job_computed_line(stack: LocalStack, job_id: str) -> dict[str, Any] | None:
+    """The calculator's "job computed" log line for the job (its times), if it wrote one."""
+    try:
+        lines = stack.log_path("calculator").read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if job_id in line and '"job computed"' in line:
+            found: dict[str, Any] = json.loads(line)
+            return found
+    return None
+
+
 def download(client: httpx.Client, job_id: str, saved: Path) -> tuple[float, float, int]:
     """(seconds to the first byte, seconds in all, bytes): the zip streamed to a file, cut after
     its first third and resumed with Range, as `curl -C -` would."""
@@ -178,6 +193,14 @@ def run(num: int, stack: LocalStack, data_dir: Path) -> None:
             stages.append(
                 ("started to complete (compute, log, view)", waited - seen.get("in_progress", 0.0))
             )
+            computed = _job_computed_line(stack, job_id)
+            if computed:
+                compute = float(computed["compute_seconds"])
+                stages.append(("  of which computing (the calculator's log)", compute))
+                published = float(computed["seconds"]) - compute
+                stages.append(
+                    (f"  then publishing {computed['chunks_published']} chunks", published)
+                )
             saved = data_dir / "download.zip"
             first_byte, seconds, size = download(client, job_id, saved)
             stages.append(("download: first byte (builds the zip once)", first_byte))
