@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JARS := deploy/kafka/libs/.complete
 
-.PHONY: help install test-tools postgresql browser run test test-unit test-deploy test-integration test-e2e lint format bench bench-progress bench-load bench-hostile bench-huge lock replay \
+.PHONY: help install test-tools postgresql browser run test test-unit test-deploy test-integration test-e2e lint format bench bench-progress bench-digits bench-load bench-hostile bench-huge bench-billion lock replay \
         kafka kafka-cluster api calculator projector downloader clean status restart stop logs soak
 
 # `make` alone: every target with its `## ` line.
@@ -88,12 +88,17 @@ soak: install ## make run under clients, parts killed with -9 (SOAK_SECONDS)
 	$(BIN)/python -m tests.soak
 
 # Timings, not tests. BENCH_ARGS=--huge adds 100,000,000 decimals to the engine table.
-bench: install ## timings, not tests: engine, flow, replay, listing
+bench: install ## timings, not tests: engine, flow, replay, listing, digits
 	$(BIN)/python bench/bench_engine.py $(BENCH_ARGS)
 	$(BIN)/python -m bench.bench_progress
 	$(BIN)/python -m bench.bench_flow
 	$(BIN)/python bench/bench_replay.py
 	$(BIN)/python bench/bench_listing.py
+	$(BIN)/python -m bench.bench_digits
+
+# /v1/pi answers and searches over 100,000,000 stored decimals (DIGITS=... for another size).
+bench-digits: install ## /v1/pi and search timings over stored digits (DIGITS=...)
+	$(BIN)/python -m bench.bench_digits $(if $(DIGITS),--digits $(DIGITS))
 
 # The time left a computation shows at 25% and 50%, against the time really left, by size.
 bench-progress: install ## how well progress and ETAs hold, over several sizes
@@ -115,6 +120,12 @@ bench-hostile: install ## one hostile client (slowloris, 20,000 idle connections
 bench-huge: install ## a 100,000,000-digit job: time and memory of each service
 	$(BIN)/python bench/bench_engine.py --huge
 	$(BIN)/python -m bench.bench_flow --huge 100000000
+
+# One job of NUM decimals (default 1,000,000,000: about 15 minutes of both cores and 12 GiB)
+# through the real services: each stage's time, each service's peak memory, the digits' SHA-256.
+NUM ?= 1000000000
+bench-billion: install ## a billion-digit job end to end: time, memory, SHA-256 (NUM=...)
+	$(BIN)/python -m bench.bench_billion --num $(NUM)
 
 lock: ## re-pin every dependency after editing pyproject.toml
 	$(BIN)/pip install --quiet uv && $(BIN)/uv pip compile pyproject.toml --extra dev \

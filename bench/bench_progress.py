@@ -40,9 +40,12 @@ async def readings_of(num: int, model: CostModel) -> tuple[list[Reading], float]
     async def publish(progress: float, eta: float) -> None:
         pass
 
+    async def drop_chunk(_index: int, _digits: str) -> None:
+        pass
+
     tracker = ProgressTracker(num, model, publish)
     started = time.monotonic()
-    computing = asyncio.ensure_future(compute_digits(num, 10, tracker.engine_reported))
+    computing = asyncio.ensure_future(compute_digits(num, 10, tracker.engine_reported, drop_chunk))
     readings: list[Reading] = []
     while not computing.done():
         progress, eta = tracker.current()

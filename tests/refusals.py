@@ -8,7 +8,7 @@ import httpx
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 MULTIPART = "multipart/form-data; boundary=BOUNDARY"
-MAX_NUM = 100_000_000  # PI_JOBS_MAX_NUM's default
+MAX_NUM = 1_000_000_000  # PI_JOBS_MAX_NUM's default
 MAX_BODY = 16 * 1024  # services.api.submission.MAX_BODY_BYTES
 UNKNOWN_ID = "ffffffffffffffffffffffffffffffff"  # a well-formed job id no job has
 

@@ -6,10 +6,9 @@ import os
 import sys
 from typing import NoReturn
 
-from services.calculator.engine import InsufficientMemoryError, pi_decimals
-from services.calculator.hex_digits import pi_hex
+from services.calculator.engine import InsufficientMemoryError, write_pi_decimals
+from services.calculator.hex_digits import write_pi_hex
 
-WRITE_CHUNK_CHARS = 1 << 22  # encode piecewise: no second full-size copy of the digits
 EXIT_USAGE = 2
 EXIT_NO_MEMORY = 3
 
@@ -34,28 +33,21 @@ def _print_progress(fraction: float) -> None:
     sys.stderr.flush()
 
 
-def _write_digits(digits: str) -> None:
-    out = sys.stdout.buffer
-    out.write(b"3.")
-    for start in range(0, len(digits), WRITE_CHUNK_CHARS):
-        out.write(digits[start : start + WRITE_CHUNK_CHARS].encode("ascii"))
-    out.flush()
-
-
 def main() -> None:
     parser = _OneLineParser(prog="pi-digits", description="Print pi to N digits after the point.")
     parser.add_argument("n", metavar="N", type=_positive_int, help="number of digits")
     parser.add_argument("--radix", type=int, choices=(10, 16), default=10, help="10 or 16")
     parser.add_argument("--progress", action="store_true", help="report progress on stderr")
     args = parser.parse_args()
-    compute = pi_hex if args.radix == 16 else pi_decimals
+    out = sys.stdout.buffer
+    write = write_pi_hex if args.radix == 16 else write_pi_decimals
     try:
-        digits = compute(args.n, on_progress=_print_progress if args.progress else None)
+        out.write(b"3.")  # buffered: nothing reaches the reader before the digits are known
+        write(args.n, out, on_progress=_print_progress if args.progress else None)
+        out.flush()
     except InsufficientMemoryError as error:
         sys.stderr.write(f"pi-digits: {error}\n")
         sys.exit(EXIT_NO_MEMORY)
-    try:
-        _write_digits(digits)
     except BrokenPipeError:
         # Reader went away (e.g. `| head`): silence the flush at interpreter exit.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -1,22 +1,38 @@
 """Runs the digit engine in a child process, so the event loop never waits on the computation.
 
-Cancelling the coroutine kills the child: its CPU is freed at once.
+The digits are read from the engine's stdout a chunk at a time and passed on as they come: the
+calculator's memory does not grow with the number of digits. Cancelling the coroutine kills the
+child: its CPU is freed at once.
 """
 
 import asyncio
 import contextlib
+import re
 import sys
 from collections.abc import Callable
 
-from services.calculator.handler import ComputeError
-from services.shared.events import Radix
+from services.calculator.handler import ComputeError, TakeChunk
+from services.calculator.memory import InsufficientMemoryError, ensure_memory_for
+from services.shared.events import DIGITS_PER_CHUNK, Radix
+from services.shared.radix import decimals_needed
 from services.shared.runtime import die_with_parent
 
 _RUN_ENGINE = "from services.calculator.cli import main; main()"
+_DIGITS = {10: re.compile(rb"[0-9]*"), 16: re.compile(rb"[0-9a-f]*")}
 
 
-async def compute_digits(num: int, radix: Radix, on_progress: Callable[[float], None]) -> str:
-    """`num` digits of pi after the point, in `radix`."""
+async def compute_digits(
+    num: int, radix: Radix, on_progress: Callable[[float], None], take_chunk: TakeChunk
+) -> None:
+    """Computes `num` digits in `radix` (a whole number of chunks) and passes them on chunk by
+    chunk."""
+    if num % DIGITS_PER_CHUNK:
+        raise ValueError(f"num must be a whole number of {DIGITS_PER_CHUNK}-digit chunks")
+    try:
+        # Refused before any process starts (the engine checks again).
+        ensure_memory_for(decimals_needed(num, radix))
+    except InsufficientMemoryError as refused:
+        raise ComputeError(f"refused: {refused}") from None
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -30,8 +46,9 @@ async def compute_digits(num: int, radix: Radix, on_progress: Callable[[float], 
     )
     assert process.stdout is not None and process.stderr is not None
     try:
-        output, last_error = await asyncio.gather(
-            process.stdout.read(), _read_progress(process.stderr, on_progress)
+        error, last_error = await asyncio.gather(
+            read_chunks(process.stdout, num, take_chunk, radix),
+            _read_progress(process.stderr, on_progress),
         )
         await process.wait()
     finally:
@@ -41,9 +58,45 @@ async def compute_digits(num: int, radix: Radix, on_progress: Callable[[float], 
             await process.wait()
     if process.returncode != 0:
         raise ComputeError(f"digit engine exited with {process.returncode}: {last_error}")
-    if not output.startswith(b"3.") or len(output) != num + 2:
-        raise ComputeError(f"digit engine returned {len(output)} bytes, expected {num + 2}")
-    return str(memoryview(output)[2:], "ascii")  # no intermediate copy of 100 MB of digits
+    if error is not None:
+        raise ComputeError(error)
+
+
+async def read_chunks(
+    stdout: asyncio.StreamReader, num: int, take_chunk: TakeChunk, radix: Radix = 10
+) -> str | None:
+    """Reads "3." and num digits, passing each whole chunk on as soon as it is read.
+
+    Returns what was wrong with the output, or None. Reads to the end even after a fault, so
+    the engine never blocks on a full pipe.
+    """
+    fault = await _pass_chunks_on(stdout, num, take_chunk, radix)
+    while await stdout.read(1 << 16):
+        pass
+    return fault
+
+
+async def _pass_chunks_on(
+    stdout: asyncio.StreamReader, num: int, take_chunk: TakeChunk, radix: Radix
+) -> str | None:
+    if await _read_up_to(stdout, 2) != b"3.":
+        return "digit engine output does not start with 3."
+    for index in range(num // DIGITS_PER_CHUNK):
+        chunk = await _read_up_to(stdout, DIGITS_PER_CHUNK)
+        if len(chunk) < DIGITS_PER_CHUNK or not _DIGITS[radix].fullmatch(chunk):
+            got = index * DIGITS_PER_CHUNK + len(chunk)
+            return f"digit engine returned {got} digits or a non-digit, expected {num}"
+        await take_chunk(index, chunk.decode("ascii"))
+    if await _read_up_to(stdout, 1):
+        return f"digit engine returned more than {num} digits"
+    return None
+
+
+async def _read_up_to(stream: asyncio.StreamReader, size: int) -> bytes:
+    try:
+        return await stream.readexactly(size)
+    except asyncio.IncompleteReadError as short:
+        return short.partial
 
 
 async def _read_progress(stream: asyncio.StreamReader, on_progress: Callable[[float], None]) -> str:

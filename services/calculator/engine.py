@@ -1,7 +1,9 @@
 """Digits of pi: public entry point of the digit engine."""
 
+import io
 import multiprocessing as mp
 from collections.abc import Callable
+from typing import BinaryIO
 
 from gmpy2 import mpz
 
@@ -22,7 +24,13 @@ from services.calculator.memory import (
 from services.calculator.parallel import compute_parallel, parent_terms
 from services.calculator.phases import PARALLEL_PHASES, SERIAL_PHASES, EngineProgress, total_cost
 
-__all__ = ["InsufficientMemoryError", "estimate_peak_bytes", "modelled_cost", "pi_decimals"]
+__all__ = [
+    "InsufficientMemoryError",
+    "estimate_peak_bytes",
+    "modelled_cost",
+    "pi_decimals",
+    "write_pi_decimals",
+]
 
 GUARD_DIGITS = 16
 # The computed floor(pi * 10^(num + guard)) is off by at most 2 units.
@@ -76,6 +84,20 @@ def pi_decimals(
     in total); workers == 1 stays in the calling process. Raises ValueError for
     num < 1 and InsufficientMemoryError (a ValueError) when the host lacks memory.
     """
+    out = io.BytesIO()
+    write_pi_decimals(num, out, workers=workers, on_progress=on_progress)
+    return out.getvalue().decode("ascii")
+
+
+def write_pi_decimals(
+    num: int,
+    out: BinaryIO,
+    *,
+    workers: int = 2,
+    on_progress: Callable[[float], None] | None = None,
+) -> None:
+    """pi_decimals, written to `out` in pieces as they are converted (never one full-size
+    string of them): the only way to a billion digits within the memory estimate."""
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise ValueError(f"num must be a positive integer, got {num!r}")
     ensure_memory_for(num)
@@ -85,11 +107,13 @@ def pi_decimals(
     while True:
         truncate_checked = _truncator(guard)
         if parallel:
-            digits = compute_parallel(num, guard, truncate_checked, report)
+            if compute_parallel(num, guard, truncate_checked, report, out):
+                return
         else:
             digits = _compute_serial(num, guard, truncate_checked, report)
-        if digits is not None:
-            return digits
+            if digits is not None:
+                out.write(digits.encode("ascii"))
+                return
         guard *= 2  # a run of 0s or 9s straddles the cut: look further
 
 

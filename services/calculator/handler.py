@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -33,6 +33,11 @@ class ComputeError(RuntimeError):
     """The digit engine could not produce the digits (refused, crashed, or out of memory)."""
 
 
+# Takes the computed digits chunk by chunk, in order, as the engine writes them out:
+# (chunk index, its DIGITS_PER_CHUNK digits). The calculator never holds them all.
+TakeChunk = Callable[[int, str], Awaitable[None]]
+
+
 class PublishJobEvents(Protocol):
     """Publishes the events in order and returns once the broker has acknowledged them all."""
 
@@ -46,8 +51,9 @@ class CalculatorDeps:
     # How many leading digits of a radix the log holds: at least the given figure if it has
     # that many.
     stored_digits: Callable[[int, Radix], Awaitable[int]]
-    # Computes digits of a radix, calling back with the engine's progress (0..1).
-    compute_digits: Callable[[int, Radix, Callable[[float], None]], Awaitable[str]]
+    # Computes digits of a radix (a whole number of chunks), calling back with the engine's
+    # progress (0..1), then passing the digits on chunk by chunk.
+    compute_digits: Callable[[int, Radix, Callable[[float], None], TakeChunk], Awaitable[None]]
     worker: str
     cost_model: CostModel
     progress_interval_seconds: float = 3.0
@@ -61,15 +67,26 @@ def whole_chunks(num: int) -> int:
     return -(-num // DIGITS_PER_CHUNK) * DIGITS_PER_CHUNK
 
 
-def chunks_to_store(digits: str, already_stored: int, radix: Radix = 10) -> Iterator[DigitsStored]:
-    """The chunks of `digits` (a whole number of chunks) beyond the stored prefix."""
-    first = already_stored - already_stored % DIGITS_PER_CHUNK
-    for start in range(first, len(digits), DIGITS_PER_CHUNK):
-        yield DigitsStored(
-            chunk_index=start // DIGITS_PER_CHUNK,
-            digits=digits[start : start + DIGITS_PER_CHUNK],
-            radix=radix,
-        )
+class ChunkPublisher:
+    """Publishes the computed chunks that the log does not hold yet, as they arrive."""
+
+    def __init__(self, target: int, radix: Radix, deps: CalculatorDeps) -> None:
+        self._target = target
+        self._radix = radix
+        self._deps = deps
+        self._stored: int | None = None
+        self.first_chunk_at: float | None = None
+        self.published = 0
+
+    async def take(self, chunk_index: int, digits: str) -> None:
+        if self._stored is None:  # asked once the digits exist: another job may have stored some
+            self.first_chunk_at = time.perf_counter()
+            stored = await self._deps.stored_digits(self._target, self._radix)
+            self._stored = min(stored, self._target)
+        if (chunk_index + 1) * DIGITS_PER_CHUNK > self._stored:
+            chunk = DigitsStored(radix=self._radix, chunk_index=chunk_index, digits=digits)
+            await self._deps.publish_digits(chunk)
+            self.published += 1
 
 
 async def serve_from_stored(requests: Sequence[JobRequested], deps: CalculatorDeps) -> None:
@@ -109,23 +126,29 @@ async def _compute(event: JobRequested, target: int, deps: CalculatorDeps) -> No
         await deps.publish_job_events(started_event)
         log.info("computing digits", extra={**job, "computing": target})
         started = time.perf_counter()
+        chunks = ChunkPublisher(target, event.radix, deps)
         try:
-            digits = await _compute_with_progress(event, target, deps)
+            await _compute_with_progress(event, target, deps, chunks.take)
         except ComputeError as error:
             await deps.publish_job_events(JobFailed(job_id=event.job_id, error=str(error)))
             JOBS_FINISHED.labels("failed", "none").inc()
             log.error("job failed", extra={**job, "error": str(error)})
             return
-    compute_seconds = time.perf_counter() - started
+    # The computing ends where the digits start coming out; publishing them is not computing.
+    compute_seconds = (chunks.first_chunk_at or time.perf_counter()) - started
     deps.cost_model.learn(cost, compute_seconds)
     DIGITS_COMPUTED.inc(target)
-    # Another job may have stored some of these meanwhile: publish only what is still new.
-    stored = min(await deps.stored_digits(target, event.radix), target)
-    for chunk in chunks_to_store(digits, stored, event.radix):
-        await deps.publish_digits(chunk)
     await deps.publish_job_events(_completed(event, "computed", compute_seconds, deps.worker))
     JOBS_FINISHED.labels("complete", "computed").inc()
-    log.info("job computed", extra={**job, "compute_seconds": round(compute_seconds, 3)})
+    log.info(
+        "job computed",
+        extra={
+            **job,
+            "compute_seconds": round(compute_seconds, 3),
+            "chunks_published": chunks.published,
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+    )
 
 
 def _completed(
@@ -143,7 +166,9 @@ def _completed(
     )
 
 
-async def _compute_with_progress(event: JobRequested, num: int, deps: CalculatorDeps) -> str:
+async def _compute_with_progress(
+    event: JobRequested, num: int, deps: CalculatorDeps, take_chunk: TakeChunk
+) -> None:
     async def publish(progress: float, eta_seconds: float) -> None:
         await deps.publish_job_events(
             JobProgressed(job_id=event.job_id, progress=progress, eta_seconds=eta_seconds)
@@ -151,14 +176,15 @@ async def _compute_with_progress(event: JobRequested, num: int, deps: Calculator
 
     cost = decimals_needed(num, event.radix)
     tracker = ProgressTracker(cost, deps.cost_model, publish, deps.progress_interval_seconds)
-    computing: asyncio.Future[str] = asyncio.ensure_future(
-        deps.compute_digits(num, event.radix, tracker.engine_reported)
+    computing: asyncio.Future[None] = asyncio.ensure_future(
+        deps.compute_digits(num, event.radix, tracker.engine_reported, take_chunk)
     )
     try:
         while True:
             done, _ = await asyncio.wait({computing}, timeout=0.25)
             if done:
-                return computing.result()
+                computing.result()
+                return
             await tracker.tick()
     finally:
         if not computing.done():

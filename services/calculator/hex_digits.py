@@ -9,6 +9,7 @@ small part of the computation of the decimals themselves.
 """
 
 from collections.abc import Callable
+from typing import BinaryIO
 
 from gmpy2 import mpz
 
@@ -16,6 +17,7 @@ from services.calculator.engine import pi_decimals
 from services.shared.radix import decimals_needed
 
 GUARD_DECIMALS = 12
+WRITE_CHUNK_CHARS = 1 << 22  # encode piecewise: no second full-size copy of the digits
 
 
 def decimals_for_hex(num: int, guard: int = GUARD_DECIMALS) -> int:
@@ -40,3 +42,12 @@ def pi_hex(
             digits: str = hex_scaled.digits(16)
             return digits[1:]  # drop the leading "3"
         guard *= 2
+
+
+def write_pi_hex(
+    num: int, out: BinaryIO, *, on_progress: Callable[[float], None] | None = None
+) -> None:
+    """pi_hex(num), written to `out` in pieces."""
+    digits = pi_hex(num, on_progress=on_progress)
+    for start in range(0, len(digits), WRITE_CHUNK_CHARS):
+        out.write(digits[start : start + WRITE_CHUNK_CHARS].encode("ascii"))

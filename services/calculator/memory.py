@@ -2,10 +2,12 @@
 
 from pathlib import Path
 
-# Measured peak RSS summed over parent and worker (bench/bench_engine.py):
-# 49 MiB at 1M, 188 MiB at 10M, 1438 MiB at 100M decimals; ~25 % headroom here.
+# Peak RSS summed over the engine's two processes, sampled from /proc (the final stage cut to
+# the result's precision, see truncated.py): 259 MiB at 20M and 1081 MiB at 100M decimals, the
+# peak now in the binary splitting. Per decimal that is 11.3 bytes at 100M, growing slowly with
+# the size of a term (about +9 % from 1e8 to 1e9): 12.5 bytes a decimal keeps some headroom.
 BASE_BYTES = 64 * 2**20
-BYTES_PER_DECIMAL = 18
+BYTES_PER_DECIMAL = 12.5
 
 
 class InsufficientMemoryError(ValueError):
@@ -14,7 +16,7 @@ class InsufficientMemoryError(ValueError):
 
 def estimate_peak_bytes(num: int) -> int:
     """Upper estimate of peak resident memory (all processes) for `num` decimals."""
-    return BASE_BYTES + BYTES_PER_DECIMAL * num
+    return BASE_BYTES + int(BYTES_PER_DECIMAL * num)
 
 
 def available_bytes() -> int | None:

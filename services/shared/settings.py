@@ -81,7 +81,8 @@ class ApiSettings(BaseSettings):
 
     pi_jobs_host: str = "127.0.0.1"
     pi_jobs_port: int = 3000
-    pi_jobs_max_num: int = Field(default=100_000_000, ge=1)
+    # A billion decimals fit this project's reference host (2 cores, 24 GiB): docs/scaling.md.
+    pi_jobs_max_num: int = Field(default=1_000_000_000, ge=1)
     pi_jobs_downloader_url: str = "http://127.0.0.1:3002"
     # Submissions one client may make, per second and in a burst (per API process).
     pi_jobs_submissions_per_second: float = Field(default=50.0, gt=0)
@@ -90,9 +91,10 @@ class ApiSettings(BaseSettings):
     pi_jobs_projection_wait_seconds: float = 5.0
     # Downloads one client address may have under way at once; beyond, 429.
     pi_jobs_max_downloads_per_client: int = Field(default=8, ge=1)
-    # Decimals not stored yet that one client may have queued or running, and everyone.
-    pi_jobs_max_pending_decimals_per_client: int = Field(default=100_000_000, ge=1)
-    pi_jobs_max_queued_decimals: int = Field(default=1_000_000_000, ge=1)
+    # Decimals not stored yet that one client may have queued or running, and everyone: one
+    # client may ask for PI_JOBS_MAX_NUM, and the queue holds two such jobs.
+    pi_jobs_max_pending_decimals_per_client: int = Field(default=1_000_000_000, ge=1)
+    pi_jobs_max_queued_decimals: int = Field(default=2_000_000_000, ge=1)
     # "name:key, ...": when set, every call about jobs needs one of the keys (Bearer).
     pi_jobs_api_keys: SecretStr = SecretStr("")
     # Origins whose pages may call the API (CORS), comma-separated; none by default.

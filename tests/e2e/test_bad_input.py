@@ -90,7 +90,7 @@ def events(stack: LocalStack) -> Iterator[EventCounter]:
 
 SMOKE = [
     pytest.param("POST", "/pi_job", b"num=0", 422, id="POST-submission"),
-    pytest.param("POST", "/pi_job", b"num=%d" % 10**9, 422, id="POST-above-max"),
+    pytest.param("POST", "/pi_job", b"num=%d" % (10**9 + 1), 422, id="POST-above-max"),
     pytest.param("GET", f"/pi_job/{UNKNOWN_ID}", b"", 404, id="GET-status"),
     pytest.param("DELETE", f"/pi_job/{UNKNOWN_ID}", b"", 404, id="DELETE"),
     pytest.param("GET", f"/pi_job/{UNKNOWN_ID}/events", b"", 404, id="GET-events"),

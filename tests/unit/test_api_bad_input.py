@@ -171,7 +171,7 @@ BAD_BODIES = [
     # num as a multipart field
     _row("multipart-zero", multipart((b'name="num"', b"0")), MULTIPART, 422),
     _row("multipart-word", multipart((b'name="num"', b"twelve")), MULTIPART, 422),
-    _row("multipart-above-max", multipart((b'name="num"', b"100000001")), MULTIPART, 422),
+    _row("multipart-above-max", multipart((b'name="num"', b"1000000001")), MULTIPART, 422),
     _row("multipart-invalid-utf8", multipart((b'name="num"', b"\xff")), MULTIPART, 422),
     _row("multipart-nul-byte", multipart((b'name="num"', b"1\x002")), MULTIPART, 422),
     _row("multipart-no-num", multipart((b'name="digits"', b"12")), MULTIPART, 422),

@@ -1,12 +1,13 @@
 """The calculator's handler, run with in-memory stand-ins for its publishing and computing."""
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.calculator.handler import (
     CalculatorDeps,
     ComputeError,
-    chunks_to_store,
+    TakeChunk,
     handle_job_requested,
     serve_from_stored,
     whole_chunks,
@@ -41,6 +42,8 @@ class FakeLog:
     fail_with: str | None = None
     engine_progress: list[float] = field(default_factory=list)
     publish_calls: int = 0
+    # What another calculator stores while this one computes.
+    stored_meanwhile: Callable[["FakeLog"], None] = lambda _: None
 
     def stored(self, radix: Radix = 10) -> int:
         return sum(len(d) for d in (self.chunks if radix == 10 else self.hex_chunks).values())
@@ -58,13 +61,18 @@ class FakeLog:
         async def stored_digits(_wanted: int, radix: Radix) -> int:
             return self.stored(radix)
 
-        async def compute(num: int, radix: Radix, on_progress: Callable[[float], None]) -> str:
+        async def compute(
+            num: int, radix: Radix, on_progress: Callable[[float], None], take_chunk: TakeChunk
+        ) -> None:
             if self.fail_with:
                 raise ComputeError(self.fail_with)
             for fraction in self.engine_progress:
                 on_progress(fraction)
             (self.computed if radix == 10 else self.computed_hex).append(num)
-            return fake_decimals(num) if radix == 10 else "a" * num
+            self.stored_meanwhile(self)
+            digits = fake_decimals(num) if radix == 10 else "a" * num
+            for index in range(num // C):
+                await take_chunk(index, digits[index * C : (index + 1) * C])
 
         return CalculatorDeps(
             publish_job_events, publish_digits, stored_digits, compute, "w", CostModel(), 0.0
@@ -150,9 +158,23 @@ def test_computations_are_rounded_up_to_whole_chunks() -> None:
     assert [whole_chunks(n) for n in (1, C, C + 1)] == [C, C, 2 * C]
 
 
-def test_only_chunks_beyond_the_stored_prefix_are_published() -> None:
-    decimals = fake_decimals(3 * C)
-    assert [c.chunk_index for c in chunks_to_store(decimals, already_stored=C)] == [1, 2]
-    assert [c.chunk_index for c in chunks_to_store(decimals, already_stored=0)] == [0, 1, 2]
-    assert "".join(c.digits for c in chunks_to_store(decimals, 0)) == decimals
-    assert list(chunks_to_store(decimals, already_stored=3 * C)) == []
+async def test_chunks_stored_meanwhile_by_another_job_are_not_published_again() -> None:
+    published: list[int] = []
+
+    def another_job_stores_two(log: FakeLog) -> None:
+        log.chunks.update({0: fake_decimals(C), 1: fake_decimals(2 * C)[C:]})
+
+    log = FakeLog(stored_meanwhile=another_job_stores_two)
+    deps = log.deps()
+    store = deps.publish_digits
+
+    async def recording(chunk: DigitsStored) -> None:
+        published.append(chunk.chunk_index)
+        await store(chunk)
+
+    await handle_job_requested(
+        JobRequested(job_id="a", num=3 * C), dataclasses.replace(deps, publish_digits=recording)
+    )
+    assert published == [2]
+    assert "".join(log.chunks[i] for i in range(3)) == fake_decimals(3 * C)
+    assert isinstance(log.events[-1], JobCompleted)

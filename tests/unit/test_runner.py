@@ -3,10 +3,17 @@
 import asyncio
 from collections.abc import Callable
 
-from services.calculator.handler import CalculatorDeps
+from services.calculator.handler import CalculatorDeps, TakeChunk
 from services.calculator.progress import CostModel
 from services.calculator.runner import JobRunner
-from services.shared.events import DigitsStored, JobCompleted, JobEvent, JobRequested, Radix
+from services.shared.events import (
+    DIGITS_PER_CHUNK,
+    DigitsStored,
+    JobCompleted,
+    JobEvent,
+    JobRequested,
+    Radix,
+)
 from tests.support import wait_until_async
 
 LARGE = 1_000_000
@@ -28,12 +35,15 @@ class FakeWorld:
         async def stored_digits(_: int, __: Radix) -> int:
             return 0
 
-        async def compute(num: int, _: Radix, __: Callable[[float], None]) -> str:
+        async def compute(
+            num: int, _: Radix, __: Callable[[float], None], take_chunk: TakeChunk
+        ) -> None:
             self.computing.append(num)
             try:
                 if num >= LARGE:
                     await self.release_large.wait()
-                return "1" * num
+                for index in range(num // DIGITS_PER_CHUNK):
+                    await take_chunk(index, "1" * DIGITS_PER_CHUNK)
             finally:
                 self.computing.remove(num)
 

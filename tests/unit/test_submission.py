@@ -2,7 +2,9 @@ import json
 
 import pytest
 
+from services.api.admission import FREE_DECIMALS, CostLimits, refusal
 from services.api.submission import MAX_BODY_BYTES, parse_submission
+from services.shared.settings import ApiSettings
 from services.shared.web import ApiError
 
 FORM = "application/x-www-form-urlencoded"
@@ -89,3 +91,20 @@ def test_a_hexadecimal_job_is_asked_for_with_radix_16(body: bytes, content_type:
 def test_radix_10_may_be_said_or_left_out() -> None:
     assert parse_submission(b"num=12&radix=10", FORM, 1000) == (12, 10)
     assert parse_submission(b'{"num": 12, "radix": null}', JSON, 1000) == (12, 10)
+
+
+def test_the_default_maximum_accepts_a_billion_and_refuses_one_more() -> None:
+    max_num = ApiSettings().pi_jobs_max_num
+    assert parse_submission(b"num=1000000000", FORM, max_num) == (1_000_000_000, 10)
+    assert parse_submission(b'{"num": 1000000000}', JSON, max_num) == (1_000_000_000, 10)
+    with pytest.raises(ApiError) as refused:
+        parse_submission(b"num=1000000001", FORM, max_num)
+    assert refused.value.status_code == 422 and "1 to 1000000000" in refused.value.message
+
+
+def test_the_default_budgets_admit_one_job_of_the_maximum() -> None:
+    api = ApiSettings()
+    limits = CostLimits(
+        api.pi_jobs_max_pending_decimals_per_client, api.pi_jobs_max_queued_decimals
+    )
+    assert refusal("alice", api.pi_jobs_max_num, [], FREE_DECIMALS, limits) is None

@@ -5,6 +5,7 @@ import asyncio
 import hashlib
 import io
 import os
+import random
 import shutil
 import subprocess
 import zipfile
@@ -17,8 +18,10 @@ from starlette.datastructures import Headers
 from starlette.types import Message
 
 from services.shared.downloads import download_response
+from services.shared.settings import ApiSettings
 from services.shared.view import JobView
 from services.shared.zip_cache import ZipCache
+from services.shared.zip_layout import MAX_ZIP_BYTES, Deflated, zip_suffix
 
 FINISHED = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
 TEXT = b"3." + b"1415926535" * 50_000
@@ -143,3 +146,61 @@ def test_a_damaged_or_unfinished_file_is_never_served(tmp_path: Path) -> None:
     (tmp_path / ".8.abc.part").write_bytes(b"half")
     cache.remove_leftovers()
     assert not (tmp_path / ".8.abc.part").exists()
+
+
+_TO_DIGITS = bytes(48 + byte % 10 for byte in range(256))
+
+
+def random_digit_pieces(count: int, seed: int) -> Iterator[bytes]:
+    """count pseudo-random decimals after "3.", made piece by piece (like the view's chunks)."""
+    rng = random.Random(seed)
+    yield b"3."
+    for start in range(0, count, 100_000):
+        size = min(100_000, count - start)
+        yield rng.randbytes(size).translate(_TO_DIGITS)
+
+
+def test_a_multi_megabyte_zip_is_built_and_sent_in_pieces_and_resumes(tmp_path: Path) -> None:
+    num = 12_000_000  # random digits deflate to about 0.47 byte each: a 5.6 MB zip
+    cache = ZipCache(tmp_path / "zips", max_bytes=10**9)
+    digits = cache.build(num, random_digit_pieces(num, seed=12))
+    text_sha256 = hashlib.sha256(b"".join(random_digit_pieces(num, seed=12))).hexdigest()
+    assert digits.sha256 == text_sha256 and digits.deflated.deflate_size > 5_000_000
+
+    def sent_pieces(headers: dict[str, str]) -> list[bytes]:
+        response = download_response(
+            job(num=num), cache.open(num) or digits, "GET", Headers(headers)
+        )
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            await asyncio.Event().wait()
+            return {}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        asyncio.run(response({"type": "http", "method": "GET"}, receive, send))
+        return [m.get("body", b"") for m in sent[1:]]
+
+    whole_pieces = sent_pieces({})
+    whole = b"".join(whole_pieces)
+    # Sent as read from the file, a piece at a time, never as one body.
+    assert len(whole_pieces) > 20 and max(len(p) for p in whole_pieces) <= 256 * 1024
+    cut = len(whole) * 2 // 3  # a download cut there resumes with a Range
+    resumed = b"".join(sent_pieces({"range": f"bytes={cut}-"}))
+    assert whole[:cut] + resumed == whole and len(resumed) == len(whole) - cut
+    name = f"digits_of_pi_{'0' * 32}.txt"
+    with zipfile.ZipFile(io.BytesIO(whole)).open(name) as unzipped:
+        streamed = hashlib.sha256()
+        while piece := unzipped.read(1 << 20):
+            streamed.update(piece)
+    assert streamed.hexdigest() == text_sha256
+
+
+def test_the_largest_num_zips_without_zip64_records() -> None:
+    # 1e9 decimals deflate to about 470 MB: both sizes stay below the 32-bit limit.
+    assert ApiSettings().pi_jobs_max_num + 2 < MAX_ZIP_BYTES
+    too_large = Deflated(crc32=0, text_size=MAX_ZIP_BYTES + 1, deflate_size=10)
+    with pytest.raises(ValueError, match="zip64"):
+        zip_suffix("x.txt", FINISHED, too_large)
