@@ -222,12 +222,13 @@ def try_number(browser: webdriver.Chrome, text: str) -> str:
 def test_the_form_says_what_it_takes_and_reads_1e6(page: str, browser: webdriver.Chrome) -> None:
     browser.get(page)
     hint = browser.find_element(By.ID, "num-hint").text
-    assert "from 1 to 100,000,000" in hint, "the server's maximum, in the page"
+    assert "from 1 to 1,000,000,000" in hint, "the server's maximum, in the page"
     expected = {
-        "1e9": "Too many decimals: 1,000,000,000. This service computes at most 100,000,000.",
-        "9" * 20: f"Too many decimals: {'9' * 20}. This service computes at most 100,000,000.",
-        "0": "At least 1 decimal: enter a whole number from 1 to 100,000,000.",
-        "2.5": "“2.5” is not a whole number. Enter one from 1 to 100,000,000, like 1000, "
+        "1e10": "Too many decimals: 10,000,000,000. This service computes at most "
+        "1,000,000,000.",
+        "9" * 20: f"Too many decimals: {'9' * 20}. This service computes at most 1,000,000,000.",
+        "0": "At least 1 decimal: enter a whole number from 1 to 1,000,000,000.",
+        "2.5": "“2.5” is not a whole number. Enter one from 1 to 1,000,000,000, like 1000, "
         "1,000,000 or 1e6.",
     }
     for text, message in expected.items():
@@ -276,3 +277,50 @@ def test_the_api_reference_renders_from_this_server_alone(
     assert fetched and all(url.startswith(stack.url) for url in fetched), fetched
     browser.save_screenshot(str(SCREENSHOT.with_stem("pi-jobs-docs")))
     assert severe_console_messages(browser) == []
+
+
+def test_the_explorer_reads_and_searches_the_stored_digits(
+    stack: LocalStack, page: str, browser: webdriver.Chrome
+) -> None:
+    browser.get(page)
+    submit(browser, 1000)
+    wait_for(browser, "#job-state[data-status='complete']")
+    decimals = "3" + reference_pi_text(1000)[2:]
+
+    start, count = (
+        browser.find_element(By.ID, "digits-start"),
+        browser.find_element(By.ID, "digits-count"),
+    )
+    start.clear()
+    start.send_keys("990")
+    count.clear()
+    count.send_keys("11")
+    browser.find_element(By.CSS_SELECTOR, "#digits-form button").click()
+    shown = wait_for(browser, "#digits-output")
+    WebDriverWait(browser, 30).until(lambda _: shown.text == decimals[990:1001])
+
+    start.clear()
+    start.send_keys("100000")  # the job computed one whole chunk of 100,000 decimals
+    browser.find_element(By.CSS_SELECTOR, "#digits-form button").click()
+    message = wait_for(browser, "#explore-message")
+    assert "would store this range" in message.text, "past the stored digits: the API's 404"
+
+    browser.find_element(By.ID, "search-q").send_keys("999999")
+    browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
+    result = wait_for(browser, "#search-result button")
+    assert result.text == "762"
+    marked = wait_for(browser, "#digits-output mark")
+    assert marked.text == "999999"
+    browser.save_screenshot(str(SCREENSHOT.with_stem("pi-jobs-explorer")))
+
+    browser.find_element(By.ID, "radix").send_keys("h")  # the select: hexadecimal
+    assert browser.find_element(By.CSS_SELECTOR, "label[for='num']").text == (
+        "Number of hexadecimal digits"
+    )
+    job_id = submit(browser, 12)
+    wait_for(browser, "#job-state[data-status='complete']")
+    assert "Hexadecimal digits" in browser.find_element(By.ID, "job-details").text
+    status = httpx.get(f"{stack.url}/pi_job/{job_id}", timeout=30).json()
+    assert (status["num"], status["radix"]) == (12, 16)
+    unexpected = [m for m in severe_console_messages(browser) if "start=100000&" not in m]
+    assert unexpected == [], "only the 404 asked for above"
