@@ -9,7 +9,8 @@ import httpx
 
 from services.projector.projection import fold
 from services.shared.events import JobEvent, decode_job_event
-from services.shared.kafka import DeliveredRecord, read_to_end
+from services.shared.kafka import read_to_end
+from services.shared.records import DeliveredRecord
 from services.shared.settings import KafkaSettings
 from services.shared.view import JobView, ViewReader
 

@@ -15,7 +15,7 @@ from services.shared.events import (
     decode_digits,
     decode_job_event,
 )
-from services.shared.kafka import DeliveredRecord
+from services.shared.records import DeliveredRecord
 from services.shared.view import TERMINAL_STATUSES, JobView, ViewStore
 
 log = logging.getLogger(__name__)

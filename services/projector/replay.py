@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass
 
 from services.projector.handler import LogRecord, decode_batch, project_batch
-from services.shared.kafka import DeliveredRecord, read_to_end
+from services.shared.kafka import read_to_end
 from services.shared.logs import configure_logging
+from services.shared.records import DeliveredRecord
 from services.shared.settings import KafkaSettings, ViewSettings
 from services.shared.view import ViewStore
 from services.shared.view_stores import open_view

@@ -3,7 +3,7 @@
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -12,6 +12,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from services.shared import tracing
 from services.shared.events import Event, JobEvent, encode
+from services.shared.records import DeliveredRecord
 from services.shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ async def log_end_offsets(settings: KafkaSettings, topics: list[str]) -> dict[tu
 async def read_to_end(
     settings: KafkaSettings,
     topics: list[str],
-    take: Callable[[list["DeliveredRecord"]], None],
+    take: Callable[[list[DeliveredRecord]], None],
     max_records: int | None = None,
     **consumer_options: Any,
 ) -> dict[tuple[str, int], int]:
@@ -252,21 +253,6 @@ async def publish_in_order(producer: AIOKafkaProducer, topic: str, events: list[
         for event in events
     ]
     await asyncio.gather(*acknowledged)
-
-
-class DeliveredRecord(Protocol):
-    """What the services need of a consumed record (aiokafka's ConsumerRecord has it)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
 
 
 async def send_to_dead_letters(

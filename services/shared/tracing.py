@@ -27,6 +27,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
+from services.shared.records import DeliveredRecord
+
 log = logging.getLogger(__name__)
 
 # A Kafka record's headers, as aiokafka takes them and as it gives them.
@@ -215,17 +217,9 @@ def _received(headers: ReceivedHeaders | None) -> Context | None:
     return context if trace.get_current_span(context).get_span_context().is_valid else None
 
 
-class ConsumedRecord(Protocol):
-    """What `applied` needs of a consumed record (aiokafka's ConsumerRecord has it)."""
+class ConsumedRecord(DeliveredRecord, Protocol):
+    """A record with its headers, where a trace travels."""
 
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
     @property
     def headers(self) -> ReceivedHeaders: ...
 

@@ -38,6 +38,7 @@ class _Record:
     offset: int
     key: bytes | None
     headers: tracing.ReceivedHeaders
+    value: bytes | None = None
 
 
 @pytest.mark.usefixtures("no_otel_variables")

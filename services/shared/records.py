@@ -1,0 +1,16 @@
+"""What the services need of a record read from Kafka (aiokafka's ConsumerRecord has it all)."""
+
+from typing import Protocol
+
+
+class DeliveredRecord(Protocol):
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
