@@ -3,9 +3,10 @@
 from pathlib import Path
 
 # Peak RSS summed over the engine's two processes, sampled from /proc (the final stage cut to
-# the result's precision, see truncated.py): 259 MiB at 20M and 1081 MiB at 100M decimals, the
-# peak now in the binary splitting. Per decimal that is 11.3 bytes at 100M, growing slowly with
-# the size of a term (about +9 % from 1e8 to 1e9): 12.5 bytes a decimal keeps some headroom.
+# the result's precision, see truncated.py): 259 MiB at 20M, 1081 MiB at 100M and 2132 MiB at
+# 200M decimals (11.3 and 11.2 bytes a decimal), in the splitting or the join after it. A term
+# grows by about 6 % from 2e8 to 1e9 decimals, so a billion needs about 11.1 GiB: 12.5 bytes a
+# decimal (11.7 GiB) keeps some headroom.
 BASE_BYTES = 64 * 2**20
 BYTES_PER_DECIMAL = 12.5
 

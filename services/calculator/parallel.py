@@ -85,14 +85,14 @@ def _worker_main(
     conn.send(q_drop)
     del numerator
     low = _recv(conn)
-    _send_digits(conn, low, low_len)
+    low_digits: str = low.digits()
+    del low
+    _send_digits(conn, low_digits, low_len)
     conn.close()
 
 
-def _send_digits(conn: Connection, value: Mpz, width: int) -> None:
-    """value's decimal digits, zero-padded to width, in pieces; an empty piece ends them."""
-    digits: str = value.digits()
-    del value
+def _send_digits(conn: Connection, digits: str, width: int) -> None:
+    """The digits, zero-padded to width, in pieces; an empty piece ends them."""
     if len(digits) < width:
         conn.send_bytes(b"0" * (width - len(digits)))
     for start in range(0, len(digits), DIGITS_PIECE):
@@ -176,8 +176,10 @@ def compute_parallel(
         progress.finished("cut")
         _send(conn, low)
         del low
-        _write_digits(high, out)
+        high_digits: str = high.digits()
         del high
+        _write_digits(high_digits, out)
+        del high_digits
         while piece := conn.recv_bytes():
             out.write(piece)
         worker.join(timeout=10)
@@ -193,8 +195,7 @@ def compute_parallel(
         worker.join()
 
 
-def _write_digits(high: Mpz, out: BinaryIO) -> None:
-    """high's digits but its first (the 3 before the point), in pieces."""
-    digits: str = high.digits()
+def _write_digits(digits: str, out: BinaryIO) -> None:
+    """The digits but the first (the 3 before the point), in pieces."""
     for start in range(1, len(digits), DIGITS_PIECE):
         out.write(digits[start : start + DIGITS_PIECE].encode("ascii"))
