@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from services.shared.events import Radix
-from services.shared.radix import decimals_needed
+from services.shared.radix import DECIMALS_PER_HEX_DIGIT, decimals_needed
 from services.shared.view import JobView, ViewReader, read_view
 from services.shared.web import ApiError
 
@@ -43,7 +43,7 @@ def refusal(
 ) -> str | None:
     """Why a job of `num` decimals from `owner` is refused now, or None to accept it; jobs of
     at most `free` decimals cost nothing."""
-    costly = [job for job in unfinished if job.num > free]
+    costly = [job for job in unfinished if _cost(job) > free]
     mine = [job for job in costly if job.owner == owner]
     my_decimals = sum(_cost(job) for job in mine)
     queued = sum(_cost(job) for job in costly)
@@ -79,19 +79,17 @@ class Admission:
         """Enter to submit a job: refused with a 429, or admitted. Yields whether the job is
         costly; a costly job must be in the view before the block ends."""
         view = self._view
-        if radix == 16:
-            if num <= await read_view(view, view.stored_digits, 16):
-                yield False
-                return
-            num = decimals_needed(num, 16)  # what it costs to compute, in decimals
-        if num <= FREE_DECIMALS or num <= await read_view(view, view.stored_digits):
+        cost = decimals_needed(num, radix)  # what computing it takes, in decimals
+        if cost <= FREE_DECIMALS or num <= await read_view(view, view.stored_digits, radix):
             yield False
             return
         async with self._costly:
             await self._catch_up()
             free = free_up_to(await read_view(view, view.stored_digits))
-            unfinished = await read_view(view, view.unfinished_jobs, free)
-            why = refusal(owner, num, unfinished, free, self._limits)
+            # Every job that may cost more than `free`: a hexadecimal job costs more than its num.
+            candidates = int(free / DECIMALS_PER_HEX_DIGIT)
+            unfinished = await read_view(view, view.unfinished_jobs, candidates)
+            why = refusal(owner, cost, unfinished, free, self._limits)
             if why is not None:
                 raise ApiError(429, why, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
             yield True

@@ -207,3 +207,16 @@ async def test_an_idempotency_key_names_one_radix(served: InProcessApi) -> None:
     assert_error(again, {409})
     assert "num=12, radix=16" in again.json()["error"]
     assert len(served.log.published) == 1
+
+
+async def test_a_hexadecimal_job_is_admitted_by_the_decimals_it_computes(tmp_path: Path) -> None:
+    budget = ApiSettings(pi_jobs_max_pending_decimals_per_client=2_000_000)
+    async with in_process_api(tmp_path, budget) as served:
+        free = await served.client.post("/pi_job", data={"num": "1000000"})
+        assert free.status_code == 200, "a million decimals cost nothing"
+        # 1,000,000 hexadecimal digits take 1,204,120 decimals: costly, within the budget once.
+        first = await served.client.post("/pi_job", data={"num": "1000000", "radix": "16"})
+        assert first.status_code == 200, first.text
+        second = await served.client.post("/pi_job", data={"num": "1000000", "radix": "16"})
+        assert_error(second, {429})
+        assert "1,204,120 decimals to compute" in second.json()["error"]
