@@ -3,8 +3,10 @@
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
+from services.calculator.checkpoints import CheckpointConfig
 from services.calculator.engine import InsufficientMemoryError, pi_decimals
 
 WRITE_CHUNK_CHARS = 1 << 22  # encode piecewise: no second full-size copy of the digits
@@ -44,9 +46,27 @@ def main() -> None:
     parser = _OneLineParser(prog="pi-digits", description="Print pi to N decimals.")
     parser.add_argument("n", metavar="N", type=_positive_int, help="number of decimals")
     parser.add_argument("--progress", action="store_true", help="report progress on stderr")
+    parser.add_argument(
+        "--checkpoint-dir", type=Path, help="save and resume the work here; keep the series state"
+    )
+    parser.add_argument("--checkpoint-interval", type=float, default=60.0, metavar="SECONDS")
+    parser.add_argument("--checkpoint-max-bytes", type=int, default=8 * 2**30, metavar="BYTES")
+    parser.add_argument("--no-series-state", action="store_true", help="keep no series state")
     args = parser.parse_args()
+    checkpoints = None
+    if args.checkpoint_dir is not None:
+        checkpoints = CheckpointConfig(
+            args.checkpoint_dir,
+            args.checkpoint_interval,
+            args.checkpoint_max_bytes,
+            keep_series=not args.no_series_state,
+        )
     try:
-        digits = pi_decimals(args.n, on_progress=_print_progress if args.progress else None)
+        digits = pi_decimals(
+            args.n,
+            on_progress=_print_progress if args.progress else None,
+            checkpoints=checkpoints,
+        )
     except InsufficientMemoryError as error:
         sys.stderr.write(f"pi-digits: {error}\n")
         sys.exit(EXIT_NO_MEMORY)

@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 from gmpy2 import mpz
 
+from services.calculator.checkpoints import CheckpointConfig
 from services.calculator.chudnovsky import (
     Mpz,
     pi_numerator,
@@ -68,13 +69,19 @@ def _compute_serial(
 
 
 def pi_decimals(
-    num: int, *, workers: int = 2, on_progress: Callable[[float], None] | None = None
+    num: int,
+    *,
+    workers: int = 2,
+    on_progress: Callable[[float], None] | None = None,
+    checkpoints: CheckpointConfig | None = None,
 ) -> str:
     """Exactly `num` decimals of pi after the point, truncated (not rounded).
 
     workers >= 2 uses one forked helper process for large `num` (two processes
-    in total); workers == 1 stays in the calling process. Raises ValueError for
-    num < 1 and InsufficientMemoryError (a ValueError) when the host lacks memory.
+    in total); workers == 1 stays in the calling process. With checkpoints, the parallel
+    engine saves and resumes its work there and keeps the series state (see checkpoints.py).
+    Raises ValueError for num < 1 and InsufficientMemoryError (a ValueError) when the host
+    lacks memory.
     """
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise ValueError(f"num must be a positive integer, got {num!r}")
@@ -85,7 +92,7 @@ def pi_decimals(
     while True:
         truncate_checked = _truncator(guard)
         if parallel:
-            digits = compute_parallel(num, guard, truncate_checked, report)
+            digits = compute_parallel(num, guard, truncate_checked, report, checkpoints)
         else:
             digits = _compute_serial(num, guard, truncate_checked, report)
         if digits is not None:

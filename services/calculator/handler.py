@@ -50,6 +50,8 @@ class CalculatorDeps:
     progress_interval_seconds: float = 3.0
     # Held while computing so many decimals: where large computations wait their turn.
     compute_slot: Callable[[int], AbstractAsyncContextManager[None]] = lambda _: nullcontext()
+    # Removes the checkpoints of the computation for so many decimals: its job has ended.
+    discard_checkpoints: Callable[[int], None] = lambda _: None
 
 
 def whole_chunks(num: int) -> int:
@@ -107,6 +109,7 @@ async def _compute(event: JobRequested, target: int, deps: CalculatorDeps) -> No
             decimals = await _compute_with_progress(event, target, deps)
         except ComputeError as error:
             await deps.publish_job_events(JobFailed(job_id=event.job_id, error=str(error)))
+            deps.discard_checkpoints(target)
             JOBS_FINISHED.labels("failed", "none").inc()
             log.error("job failed", extra={**job, "error": str(error)})
             return
@@ -118,6 +121,7 @@ async def _compute(event: JobRequested, target: int, deps: CalculatorDeps) -> No
     for chunk in chunks_to_store(decimals, stored):
         await deps.publish_digits(chunk)
     await deps.publish_job_events(_completed(event, "computed", compute_seconds, deps.worker))
+    deps.discard_checkpoints(target)
     JOBS_FINISHED.labels("complete", "computed").inc()
     log.info("job computed", extra={**job, "compute_seconds": round(compute_seconds, 3)})
 
