@@ -1,0 +1,79 @@
+"""A computation's checkpoints go when its job ends (completed, failed, cancelled), and stay when
+the job is merely stopped here (rebalance, shutdown): another calculator resumes from them."""
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+
+import pytest
+
+from services.calculator.handler import (
+    CalculatorDeps,
+    ComputeError,
+    handle_job_requested,
+    whole_chunks,
+)
+from services.calculator.progress import CostModel
+from services.calculator.runner import JobRunner
+from services.shared.events import DigitsStored, JobEvent, JobRequested
+from tests.support import wait_until_async
+
+
+class FakeCalculator:
+    def __init__(self, outcome: str) -> None:
+        self.outcome = outcome  # "digits", "error" or "hang"
+        self.discarded: list[int] = []
+        self.computing = asyncio.Event()
+
+    def deps(self) -> CalculatorDeps:
+        async def publish_job_events(*_: JobEvent) -> None:
+            pass
+
+        async def publish_digits(_: DigitsStored) -> None:
+            pass
+
+        async def stored_digits(_: int) -> int:
+            return 0
+
+        async def compute(num: int, _: Callable[[float], None]) -> str:
+            self.computing.set()
+            if self.outcome == "error":
+                raise ComputeError("engine died")
+            if self.outcome == "hang":
+                await asyncio.Event().wait()
+            return "1" * num
+
+        deps = CalculatorDeps(
+            publish_job_events, publish_digits, stored_digits, compute, "w", CostModel(), 0.0
+        )
+        return dataclasses.replace(deps, discard_checkpoints=self.discarded.append)
+
+
+@pytest.mark.parametrize("outcome", ["digits", "error"])
+async def test_a_completed_or_failed_job_discards_its_checkpoints(outcome: str) -> None:
+    calculator = FakeCalculator(outcome)
+    await handle_job_requested(JobRequested(job_id="a", num=12_345), calculator.deps())
+    assert calculator.discarded == [whole_chunks(12_345)]
+
+
+async def test_a_cancelled_job_discards_them_a_stopped_one_keeps_them() -> None:
+    calculator = FakeCalculator("hang")
+    runner = JobRunner(calculator.deps(), large_from_digits=10**6, max_in_flight=4)
+    ended: list[str] = []
+    await runner.start(JobRequested(job_id="a", num=3_000_000), "p0", lambda: ended.append("a"))
+    await asyncio.wait_for(calculator.computing.wait(), 5)
+    assert runner.cancel_job("a")
+
+    async def a_ended() -> bool:
+        return ended == ["a"]
+
+    await wait_until_async(a_ended, 5, "the cancelled job to end")
+    assert calculator.discarded == [whole_chunks(3_000_000)]
+
+    calculator = FakeCalculator("hang")
+    runner = JobRunner(calculator.deps(), large_from_digits=10**6, max_in_flight=4)
+    await runner.start(JobRequested(job_id="b", num=3_000_000), "p0", lambda: None)
+    await asyncio.wait_for(calculator.computing.wait(), 5)
+    runner.cancel_partition("p0")
+    await runner.stop()
+    assert calculator.discarded == []
