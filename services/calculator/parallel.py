@@ -32,11 +32,14 @@ from services.calculator.checkpoints import (
     SeriesStates,
     StoredSeries,
     SubtreeCheckpoints,
+    node_name,
+    read_node,
     run_directory,
 )
 from services.calculator.chudnovsky import (
     LeafCount,
     Mpz,
+    Split,
     join,
     pi_numerator,
     pi_scaled,
@@ -86,6 +89,8 @@ class _WorkerPlan:
     checkpoints: CheckpointConfig | None
     # Where the worker writes its segment of the series state (with P), if it is kept.
     series_staging: Path | None
+    # A stored series state whose segments are the two processes' splits, done already.
+    roots: Path | None
 
 
 def _worker_main(conn: Connection, parent_pid: int, plan: _WorkerPlan) -> None:
@@ -102,11 +107,14 @@ def _worker_split(conn: Connection, plan: _WorkerPlan) -> None:
     sqrt_scaled = scaled_sqrt_10005(decimals)
     store = _subtree_store(plan.checkpoints, decimals, (mid, terms), share=0.5)
     leaves_before = LeafCount.terms
-    right = split(mid, terms, need_p=plan.series_staging is not None, store=store)
+    right = _read_root(plan.roots, mid, terms)
+    if right is None:
+        right = split(mid, terms, need_p=plan.series_staging is not None, store=store)
     if plan.series_staging is not None:
         SeriesStates.write_segment(plan.series_staging, mid, terms, right)
     if plan.checkpoints is not None:
-        _note_split("worker", (mid, terms), LeafCount.terms - leaves_before, store, 0)
+        from_series = terms - mid if plan.roots is not None else 0
+        _note_split("worker", (mid, terms), LeafCount.terms - leaves_before, store, from_series)
     _send(conn, right.q_reduced)
     _send(conn, right.t)
     left_q_reduced = _recv(conn)
@@ -180,6 +188,7 @@ def compute_parallel(
         divided is not None,
         checkpoints,
         plan.series_staging,
+        plan.roots,
     )
     worker = ctx.Process(
         target=_worker_main,
@@ -245,7 +254,9 @@ def _split_join_divide(
     """The parent's side of the splitting and the join; returns ~floor(pi * 10^decimals)."""
     start, mid, terms = plan.start, plan.mid, plan.terms
     leaves_before = LeafCount.terms
-    left = split(start, mid, need_p=True, progress=progress, store=store)
+    left = _read_root(plan.roots, start, mid)
+    if left is None:
+        left = split(start, mid, need_p=True, progress=progress, store=store)
     if plan.stored is not None:
         assert checkpoints is not None
         state = SeriesStates(checkpoints.directory, note).read(plan.stored)
@@ -256,7 +267,8 @@ def _split_join_divide(
     if plan.series_staging is not None:
         SeriesStates.write_segment(plan.series_staging, 0, mid, left)
     if checkpoints is not None:
-        _note_split("parent", (start, mid), LeafCount.terms - leaves_before, store, start)
+        from_series = mid if plan.roots is not None else start
+        _note_split("parent", (start, mid), LeafCount.terms - leaves_before, store, from_series)
     progress.finished("split")
     right_q_reduced = _recv(conn)
     right_t = _recv(conn)  # the worker has written its segment of the series state by now
@@ -285,6 +297,8 @@ class _Plan:
     stored: StoredSeries | None
     # Where the two segments of the new series state [0, terms) are staged, if it is kept.
     series_staging: Path | None
+    # A stored series state of [0, start) + [start, mid) + [mid, terms): the splits, done.
+    roots: Path | None = None
 
 
 def _plan(decimals: int, checkpoints: CheckpointConfig | None, after_division: bool) -> _Plan:
@@ -293,6 +307,10 @@ def _plan(decimals: int, checkpoints: CheckpointConfig | None, after_division: b
         return _Plan(0, parent_terms(needed), needed, None, None)
     states = SeriesStates(checkpoints.directory, note)
     stored = states.usable(needed)
+    if stored is not None and stored.terms >= needed and len(stored.segments) == 2:
+        # As a computation of stored.terms terms left it: each process reads its own part.
+        (_, mid), _ = stored.segments
+        return _Plan(0, mid, stored.terms, None, None, roots=stored.directory)
     start = stored.terms if stored is not None else 0
     terms = max(needed, start)
     keep = (
@@ -312,7 +330,9 @@ def _parent_progress(
 ) -> EngineProgress:
     min_terms = min_terms_for(plan.start, plan.mid)
     found = 0.0
-    if store is not None:  # files an earlier run saved: counted as done from the start
+    if plan.roots is not None:
+        found = split_cost(plan.start, plan.mid, min_terms)
+    elif store is not None:  # files an earlier run saved: counted as done from the start
         found = store.found_cost(plan.start, plan.mid, lambda a, b: split_cost(a, b, min_terms))
     stored_cost = 0.0
     if plan.start:
@@ -330,6 +350,17 @@ def _parent_progress(
 
 def _interval(checkpoints: CheckpointConfig | None) -> float:
     return checkpoints.interval_seconds if checkpoints is not None else float("inf")
+
+
+def _read_root(roots: Path | None, a: int, b: int) -> Split | None:
+    """A process's whole split from the stored series state; None to compute it."""
+    if roots is None:
+        return None
+    try:
+        return read_node(roots / node_name(a, b), a, b)
+    except UnreadableCheckpoint as error:
+        note(f"series state ignored: {error}")
+        return None
 
 
 def _divided_path(checkpoints: CheckpointConfig, decimals: int) -> Path:

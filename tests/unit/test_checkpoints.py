@@ -72,8 +72,8 @@ def progress_of(stderr: str) -> list[float]:
     return [float(line.split()[1]) for line in stderr.splitlines() if line.startswith("progress")]
 
 
-def kill_while_splitting(directory: Path, stderr_path: Path) -> None:
-    """Start the engine, SIGKILL it once it has saved checkpoints and before its splitting ends."""
+def kill_while_splitting(directory: Path, stderr_path: Path, at_progress: float = 0.25) -> None:
+    """Start the engine, SIGKILL it once it has saved checkpoints and reported `at_progress`."""
     with stderr_path.open("wb") as stderr:
         engine = subprocess.Popen(
             engine_command(NUM, directory), stdout=subprocess.DEVNULL, stderr=stderr
@@ -83,7 +83,8 @@ def kill_while_splitting(directory: Path, stderr_path: Path) -> None:
 
         def saved_some() -> bool:
             reported = progress_of(stderr_path.read_text())
-            return bool(reported) and reported[-1] >= 0.25 and any(run_dir.glob("*.node"))
+            saved = any(run_dir.glob("*.node")) or any(directory.glob("series-*"))
+            return bool(reported) and reported[-1] >= at_progress and saved
 
         wait_until(saved_some, 120, "the engine to save checkpoints")
     finally:
@@ -131,6 +132,22 @@ def test_resume_after_kill_9_gives_the_digits_and_skips_checkpointed_work(
     # The computation is over: its checkpoints are gone, the series state is kept.
     assert not run_dir.exists()
     assert [p.name for p in tmp_path.iterdir()] == [f"series-{terms_for_digits(NUM + 16)}"]
+
+
+def test_a_kill_after_the_splitting_resumes_without_splitting_again(
+    tmp_path: Path, from_scratch: str
+) -> None:
+    kill_while_splitting(tmp_path, tmp_path.parent / f"{tmp_path.name}.err", at_progress=0.65)
+
+    digits, stderr = run_engine(NUM, tmp_path)
+
+    assert digits == from_scratch
+    # From the division's result, or from the series state the splitting ended with.
+    resumed_after_division = "note resumed after the division" in stderr
+    assert resumed_after_division or all(
+        note["computed"] == 0 for note in split_notes(stderr).values()
+    )
+    assert progress_of(stderr)[0] >= 0.6
 
 
 def test_a_corrupt_or_truncated_checkpoint_is_ignored(tmp_path: Path, from_scratch: str) -> None:
