@@ -176,8 +176,14 @@ class SubtreeCheckpoints:
                     self._note(f"checkpoint skipped: over {self._max_bytes} bytes")
                     self._bound_noted = True
                 continue
-            path = self._path(low, high)
-            self._saved[low, high] = write_numbers(path, node_key(low, high), split)
+            try:
+                self._saved[low, high] = write_numbers(
+                    self._path(low, high), node_key(low, high), split
+                )
+            except OSError as error:  # a full disk costs the checkpoints, not the computation
+                self._note(f"checkpoints stopped: {error}")
+                self._interval = float("inf")
+                return
             self.saved_nodes += 1
             self._drop_inside(low, high)
         self._last_save = time.monotonic()
@@ -248,21 +254,28 @@ class SeriesStates:
                 shutil.rmtree(entry, ignore_errors=True)
         return self._dir / f"series-{terms}.{os.getpid()}.tmp"
 
-    @staticmethod
-    def write_segment(staging: Path, a: int, b: int, segment: Split) -> None:
-        staging.mkdir(parents=True, exist_ok=True)
-        write_numbers(staging / node_name(a, b), node_key(a, b), segment)
+    def write_segment(self, staging: Path, a: int, b: int, segment: Split) -> None:
+        try:
+            staging.mkdir(parents=True, exist_ok=True)
+            write_numbers(staging / node_name(a, b), node_key(a, b), segment)
+        except OSError as error:  # promote() then finds the state incomplete and drops it
+            self._note(f"series state not stored: {error}")
 
     def promote(self, staging: Path, terms: int) -> None:
         """Make the staged segments the series state, replacing smaller ones."""
         final = self._dir / f"series-{terms}"
-        sync_directory(staging)
-        try:
-            staging.rename(final)
-        except OSError:  # another computation stored the same state meanwhile
+        segments = sorted(_node_ranges(staging))
+        ends = [0] + [b for _, b in segments]
+        if [a for a, _ in segments] != ends[:-1] or ends[-1] != terms:
             shutil.rmtree(staging, ignore_errors=True)
             return
-        sync_directory(self._dir)
+        try:
+            sync_directory(staging)
+            staging.rename(final)
+            sync_directory(self._dir)
+        except OSError:  # another computation stored the same state meanwhile, or a full disk
+            shutil.rmtree(staging, ignore_errors=True)
+            return
         for entry in _numbered(self._dir, _SERIES_DIR):
             if int(entry.name.removeprefix("series-")) < terms:
                 shutil.rmtree(entry, ignore_errors=True)

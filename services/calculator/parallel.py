@@ -111,7 +111,11 @@ def _worker_split(conn: Connection, plan: _WorkerPlan) -> None:
     if right is None:
         right = split(mid, terms, need_p=plan.series_staging is not None, store=store)
     if plan.series_staging is not None:
-        SeriesStates.write_segment(plan.series_staging, mid, terms, right)
+        assert plan.checkpoints is not None
+        SeriesStates(plan.checkpoints.directory, note).write_segment(
+            plan.series_staging, mid, terms, right
+        )
+        right = right._replace(p=None)  # stored; not needed for the rest
     if plan.checkpoints is not None:
         from_series = terms - mid if plan.roots is not None else 0
         _note_split("worker", (mid, terms), LeafCount.terms - leaves_before, store, from_series)
@@ -137,7 +141,11 @@ def _subtree_store(
     if config is None or terms[0] == terms[1]:
         return None
     run_dir = run_directory(config.directory, decimals)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        note(f"checkpoints stopped: {error}")
+        return None
     max_bytes = int(config.max_bytes * share)
     return SubtreeCheckpoints(run_dir, terms, min_terms_for(*terms), config, max_bytes, note)
 
@@ -265,7 +273,8 @@ def _split_join_divide(
         left = join(state, left, q_two_exponent(start, mid))
         del state
     if plan.series_staging is not None:
-        SeriesStates.write_segment(plan.series_staging, 0, mid, left)
+        assert checkpoints is not None
+        SeriesStates(checkpoints.directory, note).write_segment(plan.series_staging, 0, mid, left)
     if checkpoints is not None:
         from_series = mid if plan.roots is not None else start
         _note_split("parent", (start, mid), LeafCount.terms - leaves_before, store, from_series)
@@ -387,8 +396,11 @@ def _save_divided(checkpoints: CheckpointConfig, decimals: int, scaled: Mpz) -> 
     if in_use + encoded_size([scaled]) > checkpoints.max_bytes:
         note(f"checkpoint skipped: over {checkpoints.max_bytes} bytes")
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_numbers(path, f"divided {decimals}", [scaled])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_numbers(path, f"divided {decimals}", [scaled])
+    except OSError as error:
+        note(f"checkpoint not saved: {error}")
 
 
 def _discard_run(checkpoints: CheckpointConfig | None, decimals: int) -> None:

@@ -280,3 +280,13 @@ def test_discarding_a_computation_leaves_others_and_the_series_state(tmp_path: P
         (tmp_path / name / "0-10.node").write_bytes(b"x")
     discard_computation(tmp_path, 1_000_000)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pi-2000016", "series-70000"]
+
+
+def test_checkpoints_that_cannot_be_written_cost_nothing_but_themselves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "SERIES_FROM_DECIMALS", 1)
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_bytes(b"")
+    config = CheckpointConfig(not_a_directory, interval_seconds=0.0, max_bytes=2**30)
+    assert pi_decimals(150_000, checkpoints=config) == mpmath_decimals(150_000)
