@@ -106,7 +106,7 @@ async def _compute(event: JobRequested, target: int, deps: CalculatorDeps) -> No
         log.info("computing digits", extra={**job, "computing": target})
         started = time.perf_counter()
         try:
-            decimals = await _compute_with_progress(event, target, deps)
+            decimals, started_from = await _compute_with_progress(event, target, deps)
         except ComputeError as error:
             await deps.publish_job_events(JobFailed(job_id=event.job_id, error=str(error)))
             deps.discard_checkpoints(target)
@@ -114,7 +114,8 @@ async def _compute(event: JobRequested, target: int, deps: CalculatorDeps) -> No
             log.error("job failed", extra={**job, "error": str(error)})
             return
     compute_seconds = time.perf_counter() - started
-    deps.cost_model.learn(target, compute_seconds)
+    if started_from == 0:  # a run resumed or extending a stored state is not the full work
+        deps.cost_model.learn(target, compute_seconds)
     DIGITS_COMPUTED.inc(target)
     # Another job may have stored some of these meanwhile: publish only what is still new.
     stored = min(await deps.stored_digits(target), target)
@@ -141,7 +142,11 @@ def _completed(
     )
 
 
-async def _compute_with_progress(event: JobRequested, num: int, deps: CalculatorDeps) -> str:
+async def _compute_with_progress(
+    event: JobRequested, num: int, deps: CalculatorDeps
+) -> tuple[str, float]:
+    """The decimals, and the share of the work the engine found done when it started."""
+
     async def publish(progress: float, eta_seconds: float) -> None:
         await deps.publish_job_events(
             JobProgressed(job_id=event.job_id, progress=progress, eta_seconds=eta_seconds)
@@ -155,7 +160,7 @@ async def _compute_with_progress(event: JobRequested, num: int, deps: Calculator
         while True:
             done, _ = await asyncio.wait({computing}, timeout=0.25)
             if done:
-                return computing.result()
+                return computing.result(), tracker.started_from
             await tracker.tick()
     finally:
         if not computing.done():

@@ -77,6 +77,11 @@ class ProgressTracker:
             # The engine's work is modelled in proportion to time: the rest goes at this rate.
             self._expected = (now - self._since) * (1.0 - self._base) / (fraction - self._base)
 
+    @property
+    def started_from(self) -> float:
+        """The share of the work done when the engine started (checkpoints, series state)."""
+        return self._base
+
     def current(self) -> tuple[float, float]:
         running = self._clock() - self._since
         by_time = 0.0

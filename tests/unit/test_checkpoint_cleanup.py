@@ -77,3 +77,28 @@ async def test_a_cancelled_job_discards_them_a_stopped_one_keeps_them() -> None:
     runner.cancel_partition("p0")
     await runner.stop()
     assert calculator.discarded == []
+
+
+class RecordingCostModel(CostModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.learned: list[int] = []
+
+    def learn(self, num: int, seconds: float) -> None:
+        self.learned.append(num)
+
+
+@pytest.mark.parametrize(("first_report", "learns"), [(0.0, True), (0.6, False)])
+async def test_only_a_computation_from_zero_teaches_the_cost_model(
+    first_report: float, learns: bool
+) -> None:
+    async def compute(num: int, on_progress: Callable[[float], None]) -> str:
+        on_progress(first_report)  # 0.6: the engine found 60% of its work in checkpoints
+        on_progress(1.0)
+        return "1" * num
+
+    model = RecordingCostModel()
+    deps = dataclasses.replace(FakeCalculator("digits").deps(), compute_decimals=compute)
+    deps = dataclasses.replace(deps, cost_model=model)
+    await handle_job_requested(JobRequested(job_id="a", num=500), deps)
+    assert model.learned == ([whole_chunks(500)] if learns else [])
