@@ -15,7 +15,7 @@ import mpmath
 import pytest
 from gmpy2 import mpz
 
-from services.calculator import parallel
+from services.calculator import resume
 from services.calculator.checkpoint_files import (
     UnreadableCheckpoint,
     read_numbers,
@@ -197,7 +197,7 @@ def test_series_state_at_small_sizes_against_mpmath(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: int, then: int
 ) -> None:
     """More decimals than stored extend the state; fewer use the larger state as it is."""
-    monkeypatch.setattr(parallel, "SERIES_FROM_DECIMALS", 1)
+    monkeypatch.setattr(resume, "SERIES_FROM_DECIMALS", 1)
     config = CheckpointConfig(tmp_path, interval_seconds=3600, max_bytes=2**30)
     assert pi_decimals(first, checkpoints=config) == mpmath_decimals(first)
     assert list(tmp_path.glob("series-*"))
@@ -205,7 +205,7 @@ def test_series_state_at_small_sizes_against_mpmath(
 
 
 def test_a_corrupt_series_state_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parallel, "SERIES_FROM_DECIMALS", 1)
+    monkeypatch.setattr(resume, "SERIES_FROM_DECIMALS", 1)
     config = CheckpointConfig(tmp_path, interval_seconds=3600, max_bytes=2**30)
     pi_decimals(120_000, checkpoints=config)
     (state,) = tmp_path.glob("series-*")
@@ -285,7 +285,7 @@ def test_discarding_a_computation_leaves_others_and_the_series_state(tmp_path: P
 def test_checkpoints_that_cannot_be_written_cost_nothing_but_themselves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(parallel, "SERIES_FROM_DECIMALS", 1)
+    monkeypatch.setattr(resume, "SERIES_FROM_DECIMALS", 1)
     not_a_directory = tmp_path / "file"
     not_a_directory.write_bytes(b"")
     config = CheckpointConfig(not_a_directory, interval_seconds=0.0, max_bytes=2**30)
