@@ -121,7 +121,7 @@ class CalculatorSettings(BaseSettings):
     pi_jobs_checkpoint_dir: Path = REPO_ROOT / "var" / "checkpoints"
     # A computation's first checkpoint comes after this long, the next ones as often.
     pi_jobs_checkpoint_interval_seconds: float = Field(default=20.0, gt=0)
-    # A computation's checkpoints at most (the series state, ~3.3 bytes per decimal, aside).
+    # A computation's checkpoints at most (the series state, 2.6 bytes per decimal, aside).
     pi_jobs_checkpoint_max_bytes: int = Field(default=8 * 2**30, ge=0)
     pi_jobs_keep_series_state: bool = True
 
