@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JARS := deploy/kafka/libs/.complete
 
-.PHONY: help install test-tools postgresql browser run test test-unit test-deploy test-integration test-e2e lint format bench bench-progress bench-digits bench-load bench-hostile bench-huge bench-billion lock replay \
+.PHONY: help install test-tools postgresql browser run test test-unit test-deploy test-integration test-e2e lint format bench bench-progress bench-digits bench-load bench-hostile bench-huge bench-billion bench-resume lock replay \
         kafka kafka-cluster api calculator projector downloader clean status restart stop logs soak
 
 # `make` alone: every target with its `## ` line.
@@ -116,6 +116,9 @@ bench-load: install ## pi-jobs under load beside the original app (wrk, npm)
 
 bench-hostile: install ## one hostile client (slowloris, 20,000 idle connections, slow downloads) beside a polite one
 	$(BIN)/python -m bench.bench_hostile $(BENCH_ARGS)
+
+bench-resume: install ## kill -9 at 80% of a job then resume, and 2x the digits after N/2, beside from scratch (DIGITS=200000000)
+	$(BIN)/python -m bench.bench_resume --digits $(or $(DIGITS),200000000) $(BENCH_ARGS)
 
 bench-huge: install ## a 100,000,000-digit job: time and memory of each service
 	$(BIN)/python bench/bench_engine.py --huge

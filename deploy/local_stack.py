@@ -55,6 +55,7 @@ class LocalStack:
             "PI_JOBS_VIEW_DB": str(self.data_dir / "view.sqlite3"),
             "PI_JOBS_ZIP_CACHE_DIR": str(self.data_dir / "zips"),
             "PI_JOBS_DIGIT_FILES_DIR": str(self.data_dir / "digits"),
+            "PI_JOBS_CHECKPOINT_DIR": str(self.data_dir / "checkpoints"),
             "PI_JOBS_PORT": str(self.api_port),
             "PI_JOBS_DOWNLOADER_PORT": str(self.downloader_port),
             "PI_JOBS_DOWNLOADER_URL": f"http://127.0.0.1:{self.downloader_port}",

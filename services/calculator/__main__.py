@@ -6,6 +6,7 @@ re-delivers unfinished jobs instead of losing them.
 """
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from services.calculator.checkpoints import CheckpointConfig, discard_computation
 from services.calculator.committer import Committer
 from services.calculator.compute import compute_digits
 from services.calculator.handler import CalculatorDeps
@@ -52,7 +54,21 @@ log = logging.getLogger("calculator")
 _E = TypeVar("_E", bound=JobEvent)
 
 
-def _deps(kafka: KafkaSettings, producer: AIOKafkaProducer, stored: StoredDigits) -> CalculatorDeps:
+def _checkpoints(settings: CalculatorSettings) -> CheckpointConfig:
+    return CheckpointConfig(
+        settings.pi_jobs_checkpoint_dir,
+        settings.pi_jobs_checkpoint_interval_seconds,
+        settings.pi_jobs_checkpoint_max_bytes,
+        keep_series=settings.pi_jobs_keep_series_state,
+    )
+
+
+def _deps(
+    kafka: KafkaSettings,
+    producer: AIOKafkaProducer,
+    stored: StoredDigits,
+    checkpoints: CheckpointConfig,
+) -> CalculatorDeps:
     async def publish_job_events(*events: JobEvent) -> None:
         await publish_in_order(producer, kafka.events_topic, list(events))
 
@@ -64,7 +80,8 @@ def _deps(kafka: KafkaSettings, producer: AIOKafkaProducer, stored: StoredDigits
         publish_job_events=publish_job_events,
         publish_digits=publish_digits,
         stored_digits=stored.at_least,
-        compute_digits=compute_digits,
+        compute_digits=functools.partial(compute_digits, checkpoints=checkpoints),
+        discard_checkpoints=functools.partial(discard_computation, checkpoints.directory),
         worker=f"{socket.gethostname()}:{os.getpid()}",
         cost_model=CostModel(),
     )
@@ -90,7 +107,7 @@ async def run(kafka: KafkaSettings, settings: CalculatorSettings) -> None:
     consumer = group_consumer(kafka, "calculator")
     await connect_with_retry(consumer.start, "calculator")
     stored = StoredDigits(kafka)
-    deps = _deps(kafka, producer, stored)
+    deps = _deps(kafka, producer, stored, _checkpoints(settings))
     runner = JobRunner(deps, settings.pi_jobs_large_job_digits, settings.pi_jobs_max_jobs_in_flight)
     held = HeldPartitions(consumer, "calculator")
 

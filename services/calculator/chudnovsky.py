@@ -40,7 +40,14 @@ def q_two_exponent(a: int, b: int) -> int:
     return Q_TWO_EXPONENT * (b - a - (1 if a == 0 else 0))
 
 
+class LeafCount:
+    """Terms this process has computed in leaves: what proves checkpointed work is not redone."""
+
+    terms = 0
+
+
 def _leaf(a: int, b: int) -> Split:
+    LeafCount.terms += b - a
     # Horner from the right: T(k, b) = p(k) * (a(k) * Q(k+1, b) + T(k+1, b)).
     # The full q (with its 2^15) is used here; the power of two is shifted out once.
     p_total, q_full, t = mpz(1), mpz(1), mpz(0)
@@ -63,13 +70,40 @@ class NodeProgress(Protocol):
     def node_done(self, a: int, b: int) -> None: ...
 
 
-def split(a: int, b: int, need_p: bool = True, progress: NodeProgress | None = None) -> Split:
-    """P, reduced Q and T of terms [a, b)."""
+class NodeStore(Protocol):
+    """Checkpoints of nodes of at least min_terms terms (see checkpoints.SubtreeCheckpoints)."""
+
+    min_terms: int
+
+    def load(self, a: int, b: int, need_p: bool) -> Split | None: ...
+
+    def waiting(self, a: int, b: int, node: Split) -> None: ...
+
+    def joined(self, a: int, mid: int, b: int, node: Split) -> None: ...
+
+
+def split(
+    a: int,
+    b: int,
+    need_p: bool = True,
+    progress: NodeProgress | None = None,
+    store: NodeStore | None = None,
+) -> Split:
+    """P, reduced Q and T of terms [a, b) (P may be left out when need_p is false)."""
     if b - a <= LEAF_TERMS:
         return _leaf(a, b)
+    kept = store if store is not None and b - a >= store.min_terms else None
+    if kept is not None and (loaded := kept.load(a, b, need_p)) is not None:
+        return loaded
     mid = (a + b) // 2
     told = progress if progress is not None and b - a >= progress.min_terms else None
-    joined = join(split(a, mid, True, told), split(mid, b, need_p, told), q_two_exponent(mid, b))
+    left = split(a, mid, True, told, kept)
+    if kept is not None:
+        kept.waiting(a, mid, left)
+    joined = join(left, split(mid, b, need_p, told, kept), q_two_exponent(mid, b))
+    del left
+    if kept is not None:
+        kept.joined(a, mid, b, joined)
     if told is not None:
         told.node_done(a, b)
     return joined

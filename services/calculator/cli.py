@@ -4,8 +4,10 @@ trailing newline): decimals, or hexadecimal digits in lower case."""
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
+from services.calculator.checkpoints import CheckpointConfig
 from services.calculator.engine import InsufficientMemoryError, write_pi_decimals
 from services.calculator.hex_digits import write_pi_hex
 
@@ -38,12 +40,27 @@ def main() -> None:
     parser.add_argument("n", metavar="N", type=_positive_int, help="number of digits")
     parser.add_argument("--radix", type=int, choices=(10, 16), default=10, help="10 or 16")
     parser.add_argument("--progress", action="store_true", help="report progress on stderr")
+    parser.add_argument(
+        "--checkpoint-dir", type=Path, help="save and resume the work here; keep the series state"
+    )
+    parser.add_argument("--checkpoint-interval", type=float, default=60.0, metavar="SECONDS")
+    parser.add_argument("--checkpoint-max-bytes", type=int, default=8 * 2**30, metavar="BYTES")
+    parser.add_argument("--no-series-state", action="store_true", help="keep no series state")
     args = parser.parse_args()
+    checkpoints = None
+    if args.checkpoint_dir is not None:
+        checkpoints = CheckpointConfig(
+            args.checkpoint_dir,
+            args.checkpoint_interval,
+            args.checkpoint_max_bytes,
+            keep_series=not args.no_series_state,
+        )
     out = sys.stdout.buffer
     write = write_pi_hex if args.radix == 16 else write_pi_decimals
+    progress = _print_progress if args.progress else None
     try:
         out.write(b"3.")  # buffered: nothing reaches the reader before the digits are known
-        write(args.n, out, on_progress=_print_progress if args.progress else None)
+        write(args.n, out, on_progress=progress, checkpoints=checkpoints)
         out.flush()
     except InsufficientMemoryError as error:
         sys.stderr.write(f"pi-digits: {error}\n")

@@ -7,25 +7,44 @@ child: its CPU is freed at once.
 
 import asyncio
 import contextlib
+import logging
 import re
 import sys
 from collections.abc import Callable
 
+from services.calculator.checkpoints import CheckpointConfig
 from services.calculator.handler import ComputeError, TakeChunk
 from services.calculator.memory import InsufficientMemoryError, ensure_memory_for
 from services.shared.events import DIGITS_PER_CHUNK, Radix
 from services.shared.radix import decimals_needed
 from services.shared.runtime import die_with_parent
 
+log = logging.getLogger(__name__)
+
 _RUN_ENGINE = "from services.calculator.cli import main; main()"
 _DIGITS = {10: re.compile(rb"[0-9]*"), 16: re.compile(rb"[0-9a-f]*")}
 
 
+def checkpoint_arguments(checkpoints: CheckpointConfig | None) -> list[str]:
+    if checkpoints is None:
+        return []
+    return [
+        f"--checkpoint-dir={checkpoints.directory}",
+        f"--checkpoint-interval={checkpoints.interval_seconds}",
+        f"--checkpoint-max-bytes={checkpoints.max_bytes}",
+        *([] if checkpoints.keep_series else ["--no-series-state"]),
+    ]
+
+
 async def compute_digits(
-    num: int, radix: Radix, on_progress: Callable[[float], None], take_chunk: TakeChunk
+    num: int,
+    radix: Radix,
+    on_progress: Callable[[float], None],
+    take_chunk: TakeChunk,
+    checkpoints: CheckpointConfig | None = None,
 ) -> None:
     """Computes `num` digits in `radix` (a whole number of chunks) and passes them on chunk by
-    chunk."""
+    chunk. With checkpoints, the engine resumes from what a run of the same computation saved."""
     if num % DIGITS_PER_CHUNK:
         raise ValueError(f"num must be a whole number of {DIGITS_PER_CHUNK}-digit chunks")
     try:
@@ -40,6 +59,7 @@ async def compute_digits(
         str(num),
         f"--radix={radix}",
         "--progress",
+        *checkpoint_arguments(checkpoints),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         preexec_fn=die_with_parent,  # a calculator killed with -9 leaves no computation behind
@@ -48,7 +68,7 @@ async def compute_digits(
     try:
         error, last_error = await asyncio.gather(
             read_chunks(process.stdout, num, take_chunk, radix),
-            _read_progress(process.stderr, on_progress),
+            _read_progress(process.stderr, on_progress, num),
         )
         await process.wait()
     finally:
@@ -99,8 +119,11 @@ async def _read_up_to(stream: asyncio.StreamReader, size: int) -> bytes:
         return short.partial
 
 
-async def _read_progress(stream: asyncio.StreamReader, on_progress: Callable[[float], None]) -> str:
-    """Pass `progress <fraction>` lines on; return the last other line (the error, if any)."""
+async def _read_progress(
+    stream: asyncio.StreamReader, on_progress: Callable[[float], None], num: int
+) -> str:
+    """Pass `progress <fraction>` lines on, log `note <text>` lines (checkpoints saved, found,
+    ignored); return the last other line (the error, if any)."""
     last_other = "no message"
     async for raw in stream:
         line = raw.decode(errors="replace").strip()
@@ -108,6 +131,8 @@ async def _read_progress(stream: asyncio.StreamReader, on_progress: Callable[[fl
         if word == "progress":
             with contextlib.suppress(ValueError):
                 on_progress(float(value))
+        elif word == "note":
+            log.info("digit engine note", extra={"computing": num, "engine_note": value})
         elif line:
             last_other = line
     return last_other

@@ -7,6 +7,7 @@ from typing import BinaryIO
 
 from gmpy2 import mpz
 
+from services.calculator.checkpoints import CheckpointConfig
 from services.calculator.chudnovsky import (
     Mpz,
     pi_numerator,
@@ -76,16 +77,22 @@ def _compute_serial(
 
 
 def pi_decimals(
-    num: int, *, workers: int = 2, on_progress: Callable[[float], None] | None = None
+    num: int,
+    *,
+    workers: int = 2,
+    on_progress: Callable[[float], None] | None = None,
+    checkpoints: CheckpointConfig | None = None,
 ) -> str:
     """Exactly `num` decimals of pi after the point, truncated (not rounded).
 
     workers >= 2 uses one forked helper process for large `num` (two processes
-    in total); workers == 1 stays in the calling process. Raises ValueError for
-    num < 1 and InsufficientMemoryError (a ValueError) when the host lacks memory.
+    in total); workers == 1 stays in the calling process. With checkpoints, the parallel
+    engine saves and resumes its work there and keeps the series state (see checkpoints.py).
+    Raises ValueError for num < 1 and InsufficientMemoryError (a ValueError) when the host
+    lacks memory.
     """
     out = io.BytesIO()
-    write_pi_decimals(num, out, workers=workers, on_progress=on_progress)
+    write_pi_decimals(num, out, workers=workers, on_progress=on_progress, checkpoints=checkpoints)
     return out.getvalue().decode("ascii")
 
 
@@ -95,6 +102,7 @@ def write_pi_decimals(
     *,
     workers: int = 2,
     on_progress: Callable[[float], None] | None = None,
+    checkpoints: CheckpointConfig | None = None,
 ) -> None:
     """pi_decimals, written to `out` in pieces as they are converted (never one full-size
     string of them): the only way to a billion digits within the memory estimate."""
@@ -107,7 +115,7 @@ def write_pi_decimals(
     while True:
         truncate_checked = _truncator(guard)
         if parallel:
-            if compute_parallel(num, guard, truncate_checked, report, out):
+            if compute_parallel(num, guard, truncate_checked, report, out, checkpoints):
                 return
         else:
             digits = _compute_serial(num, guard, truncate_checked, report)

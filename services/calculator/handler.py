@@ -10,6 +10,7 @@ from typing import Literal, Protocol
 
 from opentelemetry.trace import SpanKind
 
+from services.calculator.hex_digits import decimals_for_hex
 from services.calculator.metrics import DIGITS_COMPUTED, JOBS_FINISHED, JOBS_FROM_STORED
 from services.calculator.progress import CostModel, ProgressTracker
 from services.shared import tracing
@@ -59,6 +60,14 @@ class CalculatorDeps:
     progress_interval_seconds: float = 3.0
     # Held while computing so many decimals: where large computations wait their turn.
     compute_slot: Callable[[int], AbstractAsyncContextManager[None]] = lambda _: nullcontext()
+    # Removes the checkpoints of the computation for so many decimals: its job has ended.
+    discard_checkpoints: Callable[[int], None] = lambda _: None
+
+
+def engine_decimals(num: int, radix: Radix) -> int:
+    """How many decimals the engine computes for `num` digits of `radix` (its checkpoints are
+    those of that computation)."""
+    return num if radix == 10 else decimals_for_hex(num)
 
 
 def whole_chunks(num: int) -> int:
@@ -128,17 +137,20 @@ async def _compute(event: JobRequested, target: int, deps: CalculatorDeps) -> No
         started = time.perf_counter()
         chunks = ChunkPublisher(target, event.radix, deps)
         try:
-            await _compute_with_progress(event, target, deps, chunks.take)
+            started_from = await _compute_with_progress(event, target, deps, chunks.take)
         except ComputeError as error:
             await deps.publish_job_events(JobFailed(job_id=event.job_id, error=str(error)))
+            deps.discard_checkpoints(engine_decimals(target, event.radix))
             JOBS_FINISHED.labels("failed", "none").inc()
             log.error("job failed", extra={**job, "error": str(error)})
             return
     # The computing ends where the digits start coming out; publishing them is not computing.
     compute_seconds = (chunks.first_chunk_at or time.perf_counter()) - started
-    deps.cost_model.learn(cost, compute_seconds)
+    if started_from == 0:  # a run resumed or extending a stored state is not the full work
+        deps.cost_model.learn(cost, compute_seconds)
     DIGITS_COMPUTED.inc(target)
     await deps.publish_job_events(_completed(event, "computed", compute_seconds, deps.worker))
+    deps.discard_checkpoints(engine_decimals(target, event.radix))
     JOBS_FINISHED.labels("complete", "computed").inc()
     log.info(
         "job computed",
@@ -168,7 +180,10 @@ def _completed(
 
 async def _compute_with_progress(
     event: JobRequested, num: int, deps: CalculatorDeps, take_chunk: TakeChunk
-) -> None:
+) -> float:
+    """Computes, passing the digits on; returns the share of the work the engine found done
+    when it started."""
+
     async def publish(progress: float, eta_seconds: float) -> None:
         await deps.publish_job_events(
             JobProgressed(job_id=event.job_id, progress=progress, eta_seconds=eta_seconds)
@@ -184,7 +199,7 @@ async def _compute_with_progress(
             done, _ = await asyncio.wait({computing}, timeout=0.25)
             if done:
                 computing.result()
-                return
+                return tracker.started_from
             await tracker.tick()
     finally:
         if not computing.done():

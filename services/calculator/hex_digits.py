@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 from gmpy2 import mpz
 
+from services.calculator.checkpoints import CheckpointConfig
 from services.calculator.engine import pi_decimals
 from services.shared.radix import decimals_needed
 
@@ -26,7 +27,11 @@ def decimals_for_hex(num: int, guard: int = GUARD_DECIMALS) -> int:
 
 
 def pi_hex(
-    num: int, *, workers: int = 2, on_progress: Callable[[float], None] | None = None
+    num: int,
+    *,
+    workers: int = 2,
+    on_progress: Callable[[float], None] | None = None,
+    checkpoints: CheckpointConfig | None = None,
 ) -> str:
     """Exactly `num` hexadecimal digits of pi after the point, truncated, in lower case."""
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
@@ -34,7 +39,11 @@ def pi_hex(
     guard = GUARD_DECIMALS
     while True:
         decimals = decimals_for_hex(num, guard)
-        scaled = mpz("3" + pi_decimals(decimals, workers=workers, on_progress=on_progress))
+        decimal_digits = pi_decimals(
+            decimals, workers=workers, on_progress=on_progress, checkpoints=checkpoints
+        )
+        scaled = mpz("3" + decimal_digits)
+        del decimal_digits
         decimal_unit = mpz(10) ** decimals
         hex_scaled, remainder = divmod(scaled << (4 * num), decimal_unit)
         # pi * 16^num lies in [hex_scaled + r, hex_scaled + r + 16^num / 10^d), r = rem / 10^d.
@@ -45,9 +54,13 @@ def pi_hex(
 
 
 def write_pi_hex(
-    num: int, out: BinaryIO, *, on_progress: Callable[[float], None] | None = None
+    num: int,
+    out: BinaryIO,
+    *,
+    on_progress: Callable[[float], None] | None = None,
+    checkpoints: CheckpointConfig | None = None,
 ) -> None:
     """pi_hex(num), written to `out` in pieces."""
-    digits = pi_hex(num, on_progress=on_progress)
+    digits = pi_hex(num, on_progress=on_progress, checkpoints=checkpoints)
     for start in range(0, len(digits), WRITE_CHUNK_CHARS):
         out.write(digits[start : start + WRITE_CHUNK_CHARS].encode("ascii"))

@@ -5,7 +5,8 @@ digits out: its half, then the worker's as it sends them.
 
 After the splitting every number is cut to the result's precision (truncated.py)
 and dropped as soon as it is used: the final stage then needs a few times the
-result's size, not the series'.
+result's size, not the series'. With checkpoints (resume.py), both processes
+start from what an earlier run left and leave checkpoints of their own.
 
 Numbers cross the pipe as gmpy2.to_binary bytes (a memcpy, negligible next to
 the arithmetic). The worker dies with its parent (PR_SET_PDEATHSIG) and is
@@ -15,24 +16,43 @@ killed by the parent on any exception, so it never outlives the computation.
 import multiprocessing as mp
 import os
 import signal
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import BinaryIO
 
 import gmpy2
 from gmpy2 import mpz
 
+from services.calculator.checkpoints import CheckpointConfig, SeriesStates, SubtreeCheckpoints
 from services.calculator.chudnovsky import (
+    LeafCount,
     Mpz,
+    join,
     pi_numerator,
     pi_scaled,
     precision_bits,
     q_two_exponent,
     scaled_sqrt_10005,
     split,
-    terms_for_digits,
 )
 from services.calculator.phases import PARALLEL_PHASES, EngineProgress
+from services.calculator.resume import (
+    Plan,
+    discard_run,
+    keep_segment,
+    load_divided,
+    make_plan,
+    note,
+    note_split,
+    parent_progress,
+    promote_series,
+    read_root,
+    save_divided,
+    subtree_store,
+)
 from services.calculator.truncated import Truncated
 from services.shared.runtime import die_with_parent
 
@@ -53,6 +73,32 @@ def _recv(conn: Connection) -> Mpz:
     return gmpy2.from_binary(conn.recv_bytes())
 
 
+def _send_truncated(conn: Connection, value: Truncated) -> None:
+    _send(conn, value.mantissa)
+    conn.send(value.exponent)
+
+
+def _recv_truncated(conn: Connection) -> Truncated:
+    mantissa = _recv(conn)
+    exponent: int = conn.recv()
+    return Truncated(mantissa, exponent)
+
+
+def _send_digits(conn: Connection, digits: str, width: int) -> None:
+    """The digits, zero-padded to width, in pieces; an empty piece ends them."""
+    if len(digits) < width:
+        conn.send_bytes(b"0" * (width - len(digits)))
+    for start in range(0, len(digits), DIGITS_PIECE):
+        conn.send_bytes(digits[start : start + DIGITS_PIECE].encode("ascii"))
+    conn.send_bytes(b"")
+
+
+def working_bits(decimals: int) -> int:
+    """Bits kept of Q, T and their factors after the splitting: the result's precision and a
+    margin, so the cuts add an error far below the one pi_scaled already allows for."""
+    return precision_bits(decimals) + 32
+
+
 def _detach_from_parent_signals(parent_pid: int) -> None:
     die_with_parent(signal.SIGKILL)
     if os.getppid() != parent_pid:  # parent died before prctl took effect
@@ -63,13 +109,47 @@ def _detach_from_parent_signals(parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent kills us on Ctrl-C
 
 
-def _worker_main(
-    conn: Connection, parent_pid: int, mid: int, terms: int, decimals: int, low_len: int
-) -> None:
+@dataclass(frozen=True)
+class _WorkerPlan:
+    mid: int
+    terms: int
+    decimals: int
+    low_len: int
+    # The division's result was found in a checkpoint: only the conversion is left to do.
+    after_division: bool
+    checkpoints: CheckpointConfig | None
+    # Where the worker writes its segment of the series state (with P), if it is kept.
+    series_staging: Path | None
+    # A stored series state whose segments are the two processes' splits, done already.
+    roots: Path | None
+
+
+def _worker_main(conn: Connection, parent_pid: int, plan: _WorkerPlan) -> None:
     _detach_from_parent_signals(parent_pid)
+    if not plan.after_division:
+        _worker_split(conn, plan)
+    low = _recv(conn)
+    low_digits: str = low.digits()
+    del low
+    _send_digits(conn, low_digits, plan.low_len)
+    conn.close()
+
+
+def _worker_split(conn: Connection, plan: _WorkerPlan) -> None:
+    decimals, mid, terms = plan.decimals, plan.mid, plan.terms
     bits = working_bits(decimals)
     sqrt_scaled = scaled_sqrt_10005(decimals)
-    right = split(mid, terms, need_p=False)
+    store = subtree_store(plan.checkpoints, decimals, (mid, terms), share=0.5)
+    leaves_before = LeafCount.terms
+    right = read_root(plan.roots, mid, terms)
+    if right is None:
+        right = split(mid, terms, need_p=plan.series_staging is not None, store=store)
+    if plan.series_staging is not None:
+        assert plan.checkpoints is not None
+        keep_segment(plan.checkpoints, plan.series_staging, mid, terms, right)
+    if plan.checkpoints is not None:
+        from_series = terms - mid if plan.roots is not None else 0
+        note_split("worker", (mid, terms), LeafCount.terms - leaves_before, store, from_series)
     right_q = Truncated.of(right.q_reduced, bits)
     right_t = Truncated.of(right.t, bits)
     del right
@@ -84,37 +164,6 @@ def _worker_main(
     _send(conn, numerator)
     conn.send(q_drop)
     del numerator
-    low = _recv(conn)
-    low_digits: str = low.digits()
-    del low
-    _send_digits(conn, low_digits, low_len)
-    conn.close()
-
-
-def _send_digits(conn: Connection, digits: str, width: int) -> None:
-    """The digits, zero-padded to width, in pieces; an empty piece ends them."""
-    if len(digits) < width:
-        conn.send_bytes(b"0" * (width - len(digits)))
-    for start in range(0, len(digits), DIGITS_PIECE):
-        conn.send_bytes(digits[start : start + DIGITS_PIECE].encode("ascii"))
-    conn.send_bytes(b"")
-
-
-def _send_truncated(conn: Connection, value: Truncated) -> None:
-    _send(conn, value.mantissa)
-    conn.send(value.exponent)
-
-
-def _recv_truncated(conn: Connection) -> Truncated:
-    mantissa = _recv(conn)
-    exponent: int = conn.recv()
-    return Truncated(mantissa, exponent)
-
-
-def working_bits(decimals: int) -> int:
-    """Bits kept of Q, T and their factors after the splitting: the result's precision and a
-    margin, so the cuts add an error far below the one pi_scaled already allows for."""
-    return precision_bits(decimals) + 32
 
 
 def parent_terms(terms: int) -> int:
@@ -128,48 +177,55 @@ def compute_parallel(
     truncate_checked: TruncateChecked,
     report: Callable[[float], None],
     out: BinaryIO,
+    checkpoints: CheckpointConfig | None = None,
 ) -> bool:
     """Writes the decimals of pi with one helper process; False (nothing written) if the guard
-    digits were ambiguous."""
+    digits were ambiguous.
+
+    With checkpoints, it starts from what earlier runs left: the division's result, the nodes
+    of the splitting, the stored series state; and leaves checkpoints of its own as it goes."""
     decimals = num + guard
-    terms = terms_for_digits(decimals)
-    mid = parent_terms(terms)
+    divided = load_divided(checkpoints, decimals)
+    plan = make_plan(decimals, checkpoints, divided is not None, parent_terms)
     low_len = num // 2
-    bits = working_bits(decimals)
     ctx = mp.get_context("fork")
     conn, child_conn = ctx.Pipe()
+    worker_plan = _WorkerPlan(
+        plan.mid,
+        plan.terms,
+        decimals,
+        low_len,
+        divided is not None,
+        checkpoints,
+        plan.series_staging,
+        plan.roots,
+    )
     worker = ctx.Process(
         target=_worker_main,
-        args=(child_conn, os.getpid(), mid, terms, decimals, low_len),
+        args=(child_conn, os.getpid(), worker_plan),
         name="pi-digits-worker",
         daemon=True,
     )
     worker.start()
     child_conn.close()
-    progress = EngineProgress(decimals, (0, mid), PARALLEL_PHASES, report)
+    started = time.monotonic()
     try:
-        left = split(0, mid, need_p=True, progress=progress)
-        progress.finished("split")
-        left_t = Truncated.of(left.t, bits).shifted(q_two_exponent(mid, terms))
-        left_p = Truncated.of(left.p, bits)
-        left_q = Truncated.of(left.q_reduced, bits)
-        del left
-        right_q = _recv_truncated(conn)
-        right_t = _recv_truncated(conn)
-        _send_truncated(conn, left_q)
-        del left_q
-        # T(0, n) = T(0, mid) * Q(mid, n) * 2^e + P(0, mid) * T(mid, n), each to `bits` bits
-        t = left_t.times(right_q, bits)
-        del left_t, right_q
-        t = t.plus(left_p.times(right_t, bits), bits)
-        del left_p, right_t
-        numerator = _recv(conn)
-        exponent: int = conn.recv() + q_two_exponent(0, terms) - t.exponent
-        progress.finished("join")
-        truncated = truncate_checked(pi_scaled(numerator, exponent, t.mantissa, decimals))
-        del numerator, t
+        if divided is None:
+            store = subtree_store(checkpoints, decimals, (plan.start, plan.mid), share=0.5)
+            progress = parent_progress(decimals, plan, parent_terms, store, report)
+            scaled = _split_join_divide(conn, decimals, plan, store, progress, checkpoints)
+            save_divided(checkpoints, decimals, scaled, time.monotonic() - started)
+        else:
+            note("resumed after the division")
+            progress = EngineProgress(
+                decimals, (plan.start, plan.mid), PARALLEL_PHASES, report, resume_after="divide"
+            )
+            scaled, divided = divided, None
+        truncated = truncate_checked(scaled)
+        del scaled
         progress.finished("divide")
         if truncated is None:
+            discard_run(checkpoints, decimals)
             return False
         high, low = divmod(truncated, mpz(10) ** low_len)
         del truncated
@@ -183,6 +239,7 @@ def compute_parallel(
         while piece := conn.recv_bytes():
             out.write(piece)
         worker.join(timeout=10)
+        discard_run(checkpoints, decimals)
         progress.finished("digits")
         return True
     except EOFError:
@@ -199,3 +256,55 @@ def _write_digits(digits: str, out: BinaryIO) -> None:
     """The digits but the first (the 3 before the point), in pieces."""
     for start in range(1, len(digits), DIGITS_PIECE):
         out.write(digits[start : start + DIGITS_PIECE].encode("ascii"))
+
+
+def _split_join_divide(
+    conn: Connection,
+    decimals: int,
+    plan: Plan,
+    store: SubtreeCheckpoints | None,
+    progress: EngineProgress,
+    checkpoints: CheckpointConfig | None,
+) -> Mpz:
+    """The parent's side of the splitting and the join; returns ~floor(pi * 10^decimals)."""
+    start, mid, terms = plan.start, plan.mid, plan.terms
+    leaves_before = LeafCount.terms
+    left = read_root(plan.roots, start, mid)
+    if left is None:
+        left = split(start, mid, need_p=True, progress=progress, store=store)
+    if plan.stored is not None:
+        assert checkpoints is not None
+        state = SeriesStates(checkpoints.directory, note).read(plan.stored)
+        if state is None:  # unreadable after all: compute those terms too
+            state = split(0, start, need_p=True)
+        left = join(state, left, q_two_exponent(start, mid))
+        del state
+    if plan.series_staging is not None:
+        assert checkpoints is not None
+        keep_segment(checkpoints, plan.series_staging, 0, mid, left)
+    if checkpoints is not None:
+        from_series = mid if plan.roots is not None else start
+        note_split("parent", (start, mid), LeafCount.terms - leaves_before, store, from_series)
+    progress.finished("split")
+    bits = working_bits(decimals)
+    right_q = _recv_truncated(conn)
+    right_t = _recv_truncated(conn)  # the worker has written its segment of the series state by now
+    if plan.series_staging is not None:
+        assert checkpoints is not None
+        promote_series(checkpoints, plan.series_staging, terms, decimals)
+    assert left.p is not None
+    left_t = Truncated.of(left.t, bits).shifted(q_two_exponent(mid, terms))
+    left_p = Truncated.of(left.p, bits)
+    left_q = Truncated.of(left.q_reduced, bits)
+    del left
+    _send_truncated(conn, left_q)
+    del left_q
+    # T(0, n) = T(0, mid) * Q(mid, n) * 2^e + P(0, mid) * T(mid, n), each to `bits` bits
+    t = left_t.times(right_q, bits)
+    del left_t, right_q
+    t = t.plus(left_p.times(right_t, bits), bits)
+    del left_p, right_t
+    numerator = _recv(conn)
+    exponent: int = conn.recv() + q_two_exponent(0, terms) - t.exponent
+    progress.finished("join")
+    return pi_scaled(numerator, exponent, t.mantissa, decimals)

@@ -108,16 +108,25 @@ class EngineProgress:
         split_terms: tuple[int, int],
         coefficients: dict[str, float],
         report: Callable[[float], None],
+        *,
+        stored_cost: float = 0.0,
+        done_at_start: float = 0.0,
+        resume_after: str | None = None,
     ) -> None:
-        phases = phase_costs(decimals, split_terms, coefficients)
+        """stored_cost: the work a stored series state saves (a phase done before the start);
+        done_at_start: work found in checkpoints; resume_after: a phase whose result was found.
+        The first report is the share already done, so a resumed job's progress goes on."""
+        phases = [("stored", stored_cost), *phase_costs(decimals, split_terms, coefficients)]
         ends = accumulate(cost for _, cost in phases)
         self._ends = {name: end for (name, _), end in zip(phases, ends, strict=True)}
         self._total = self._ends[phases[-1][0]]
         self.min_terms = min_terms_for(*split_terms)
         self._report = report
-        self._done = 0.0
-        self._reported = 0.0
-        report(0.0)
+        self._done = stored_cost + done_at_start
+        if resume_after is not None:
+            self._done = self._ends[resume_after]
+        self._reported = self._done / self._total
+        report(self._reported)
 
     def node_done(self, a: int, b: int) -> None:
         """A node of the splitting is joined (called by chudnovsky.split)."""

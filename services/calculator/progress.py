@@ -56,6 +56,8 @@ class ProgressTracker:
         self._since = clock()
         self._expected = model.estimate_seconds(num)
         self._engine_started = False
+        self._base = 0.0  # the share done when the engine started (resumed work)
+        self._publish_now = False
         self._reported = 0.0
         self._shown = 0.0  # never published lower than before: estimates only move forward
         self._last_publish = self._since
@@ -64,22 +66,34 @@ class ProgressTracker:
         now = self._clock()
         if not self._engine_started:
             # Its first report comes as it starts computing: its rate leaves out the start-up.
+            # A resumed computation starts with a share already done: progress goes on from it.
             self._engine_started = True
-            self._expected = max(self._expected - (now - self._since), 0.0)
+            self._base = fraction
+            self._expected = max(self._expected - (now - self._since), 0.0) * (1.0 - fraction)
             self._since = now
+            self._publish_now = fraction > 0
         self._reported = max(self._reported, fraction)
-        if fraction > 0:
+        if fraction > self._base:
             # The engine's work is modelled in proportion to time: the rest goes at this rate.
-            self._expected = (now - self._since) / fraction
+            self._expected = (now - self._since) * (1.0 - self._base) / (fraction - self._base)
+
+    @property
+    def started_from(self) -> float:
+        """The share of the work done when the engine started (checkpoints, series state)."""
+        return self._base
 
     def current(self) -> tuple[float, float]:
         running = self._clock() - self._since
-        by_time = min(running / self._expected, _ESTIMATE_CAP) if self._expected else 0.0
+        by_time = 0.0
+        if self._expected:
+            share = min(running / self._expected, 1.0)
+            by_time = min(self._base + (1.0 - self._base) * share, _ESTIMATE_CAP)
         self._shown = max(self._shown, self._reported, by_time)
         return round(self._shown, 3), round(max(self._expected - running, 0.0), 1)
 
     async def tick(self) -> None:
-        """Publish if the last publication is older than the interval."""
-        if self._clock() - self._last_publish >= self._interval:
+        """Publish if the last publication is older than the interval, or the engine resumed."""
+        if self._publish_now or self._clock() - self._last_publish >= self._interval:
+            self._publish_now = False
             self._last_publish = self._clock()
             await self._publish(*self.current())

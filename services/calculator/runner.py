@@ -11,7 +11,12 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager, nullcontext
 
-from services.calculator.handler import CalculatorDeps, handle_job_requested, serve_from_stored
+from services.calculator.handler import (
+    CalculatorDeps,
+    handle_job_requested,
+    serve_from_stored,
+    whole_chunks,
+)
 from services.shared.events import JobRequested
 
 log = logging.getLogger(__name__)
@@ -26,6 +31,7 @@ class JobRunner:
         self._deps = dataclasses.replace(deps, compute_slot=self._compute_slot)
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: dict[asyncio.Task[None], tuple[str, Hashable]] = {}
+        self._cancelled_jobs: set[asyncio.Task[None]] = set()
 
     async def start(
         self, event: JobRequested, partition: Hashable, on_done: Callable[[], None]
@@ -38,6 +44,9 @@ class JobRunner:
         def finished(_: asyncio.Task[None]) -> None:
             self._slots.release()
             del self._tasks[task]
+            if task in self._cancelled_jobs:  # its computation is stopped: nobody resumes it
+                self._cancelled_jobs.discard(task)
+                self._deps.discard_checkpoints(whole_chunks(event.num))
             on_done()
 
         task.add_done_callback(finished)
@@ -58,9 +67,12 @@ class JobRunner:
         task.add_done_callback(finished)
 
     def cancel_job(self, job_id: str) -> bool:
+        """The job is cancelled (not merely stopped here, as on a rebalance or shutdown, when
+        another calculator resumes it): its checkpoints go once its computation has stopped."""
         tasks = [task for task, (job, _) in self._tasks.items() if job == job_id]
         for task in tasks:
             task.cancel()
+            self._cancelled_jobs.add(task)
         return bool(tasks)
 
     def cancel_partition(self, partition: Hashable) -> None:

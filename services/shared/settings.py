@@ -120,6 +120,14 @@ class CalculatorSettings(BaseSettings):
     # /healthz, /readyz and /metrics (a second calculator on the same host goes without them).
     pi_jobs_calculator_ops_host: str = "127.0.0.1"
     pi_jobs_calculator_ops_port: int = 3003
+    # Where a computation saves its work as it goes (resumed after a crash; removed when its job
+    # ends), and the series state of the largest computation done, which larger ones extend.
+    pi_jobs_checkpoint_dir: Path = REPO_ROOT / "var" / "checkpoints"
+    # A computation's first checkpoint comes after this long, the next ones as often.
+    pi_jobs_checkpoint_interval_seconds: float = Field(default=20.0, gt=0)
+    # A computation's checkpoints at most (the series state, 2.6 bytes per decimal, aside).
+    pi_jobs_checkpoint_max_bytes: int = Field(default=8 * 2**30, ge=0)
+    pi_jobs_keep_series_state: bool = True
 
 
 class ProjectorSettings(BaseSettings):

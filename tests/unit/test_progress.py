@@ -90,3 +90,22 @@ def test_larger_computations_cost_more_per_decimal() -> None:
     model = CostModel()
     seconds = [model.estimate_seconds(10**exponent) for exponent in range(6, 9)]
     assert all(10 * smaller < larger for smaller, larger in itertools.pairwise(seconds))
+
+
+async def test_a_resumed_computation_goes_on_from_the_work_it_found() -> None:
+    published: list[tuple[float, float]] = []
+
+    async def publish(progress: float, eta: float) -> None:
+        published.append((progress, eta))
+
+    clock = Clock()
+    tracker = ProgressTracker(10_000_000, CostModel(), publish, interval_seconds=3, clock=clock)
+    clock.now += 0.5
+    tracker.engine_reported(0.6)  # its checkpoints hold 60% of the work
+    await tracker.tick()  # published at once, not after the interval
+    assert published and published[0][0] == 0.6
+    clock.now += 2
+    tracker.engine_reported(0.7)  # 10% in 2 s: the 30% left take 6 s
+    assert tracker.current() == (0.7, 6.0)
+    clock.now += 2  # between reports, time carries it on from there
+    assert tracker.current() == (0.8, 4.0)

@@ -1,0 +1,162 @@
+"""Resuming after a crash, and extending the stored series state, beside runs from scratch.
+
+    .venv/bin/python -m bench.bench_resume [--digits 200000000] [--kill-at 0.8,0.7]
+        [--interval 20] [--no-extend]
+
+Every run is `pi-digits N --checkpoint-dir DIR` in a fresh process, as the calculator runs it
+(with checkpoints every --interval seconds, the service's default), its digits hashed:
+1. uninterrupted, in an empty directory: the time every other figure is a ratio of;
+2. in another empty directory, killed with SIGKILL (the engine's worker dies with it, as both
+   die with a calculator killed with -9) once it reports --kill-at of its work done, then run
+   again in that directory: the resumed run's time beside the uninterrupted one's (issue 12's
+   goal: at most 35% at 80% of a 200,000,000-digit job); for each --kill-at given;
+3. in a third, N/2 decimals, then N: the larger run, starting from the smaller one's series
+   state, beside the uninterrupted run from scratch.
+The machine is shared: ratios within one run are what to compare.
+"""
+
+import argparse
+import hashlib
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PI_DIGITS = Path(sys.executable).parent / "pi-digits"
+
+
+@dataclass
+class Run:
+    seconds: float
+    cpu_seconds: float  # the engine's and its worker's: steadier than wall time on a busy host
+    sha256: str
+    notes: list[str]
+    first_progress: float
+
+    def __str__(self) -> str:
+        return f"{self.seconds:7.1f} s ({self.cpu_seconds:.1f} s of CPU)"
+
+
+def command(num: int, directory: Path, interval: float) -> list[str]:
+    return [
+        str(PI_DIGITS),
+        str(num),
+        "--progress",
+        f"--checkpoint-dir={directory}",
+        f"--checkpoint-interval={interval}",
+    ]
+
+
+def children_cpu_seconds() -> float:
+    """User and system time of the finished children (the engine waits for its worker)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(num: int, directory: Path, interval: float, scratch: Path) -> Run:
+    output, errors = scratch / "digits.txt", scratch / "stderr.txt"
+    start, cpu_start = time.perf_counter(), children_cpu_seconds()
+    with output.open("wb") as out, errors.open("wb") as err:
+        subprocess.run(command(num, directory, interval), stdout=out, stderr=err, check=True)
+    seconds, cpu_seconds = time.perf_counter() - start, children_cpu_seconds() - cpu_start
+    digest = hashlib.sha256()
+    with output.open("rb") as digits:
+        while block := digits.read(1 << 24):
+            digest.update(block)
+    output.unlink()
+    lines = errors.read_text().splitlines()
+    progress = [float(line.split()[1]) for line in lines if line.startswith("progress ")]
+    notes = [line for line in lines if line.startswith("note ")]
+    return Run(seconds, cpu_seconds, digest.hexdigest(), notes, progress[0] if progress else 0.0)
+
+
+def kill_at_progress(
+    num: int, directory: Path, interval: float, fraction: float, scratch: Path
+) -> tuple[float, str]:
+    """Start a run and SIGKILL it once it reports `fraction` of its work done (the engine's
+    progress is modelled in proportion to time); returns its seconds and last progress line."""
+    errors = scratch / "killed.txt"
+    reported: list[str] = []
+    start = time.perf_counter()
+    with errors.open("wb") as err:
+        engine = subprocess.Popen(
+            command(num, directory, interval), stdout=subprocess.DEVNULL, stderr=err
+        )
+    try:
+        while engine.poll() is None:
+            reported = [line for line in errors.read_text().splitlines() if line[:8] == "progress"]
+            if reported and float(reported[-1].split()[1]) >= fraction:
+                break
+            time.sleep(0.05)
+    finally:
+        engine.send_signal(signal.SIGKILL)
+        engine.wait()
+    if engine.returncode != -signal.SIGKILL:
+        raise SystemExit(f"the run ended ({engine.returncode}) before {fraction:.0%}")
+    return time.perf_counter() - start, reported[-1]
+
+
+def directory_bytes(directory: Path) -> int:
+    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--digits", type=int, default=200_000_000)
+    parser.add_argument(
+        "--kill-at",
+        type=lambda text: [float(f) for f in text.split(",")],
+        default=[0.8],
+        help="progress fractions to kill at, comma-separated",
+    )
+    parser.add_argument("--interval", type=float, default=20.0)
+    parser.add_argument("--no-extend", action="store_true")
+    args = parser.parse_args()
+    num = args.digits
+    with tempfile.TemporaryDirectory(prefix="bench-resume-") as temporary:
+        base = Path(temporary)
+        scratch = base / "scratch"
+        scratch.mkdir()
+        print(f"{num:,} decimals, checkpoints every {args.interval:g} s")
+
+        full = run(num, base / "uninterrupted", args.interval, scratch)
+        stored = directory_bytes(base / "uninterrupted")
+        print(f"uninterrupted: {full}   sha256 {full.sha256}")
+        print(f"  series state kept: {stored / 2**20:,.0f} MiB")
+        shutil.rmtree(base / "uninterrupted")
+
+        for fraction in args.kill_at:
+            crashed = base / "crashed"
+            seconds, last = kill_at_progress(num, crashed, args.interval, fraction, scratch)
+            saved = directory_bytes(crashed) / 2**20
+            print(f"killed -9 after {seconds:.1f} s ({last}), {saved:,.0f} MiB saved")
+            resumed = run(num, crashed, args.interval, scratch)
+            ratio = resumed.seconds / full.seconds
+            cpu_ratio = resumed.cpu_seconds / full.cpu_seconds
+            same = "same digits" if resumed.sha256 == full.sha256 else "DIGITS DIFFER"
+            print(
+                f"resumed: {resumed}   {ratio:.2f} of uninterrupted (CPU {cpu_ratio:.2f}), {same}"
+            )
+            print(f"  first progress {resumed.first_progress:.2f}; " + "; ".join(resumed.notes))
+            shutil.rmtree(crashed)
+
+        if not args.no_extend:
+            extended = base / "extended"
+            half = run(num // 2, extended, args.interval, scratch)
+            print(f"{num // 2:,} decimals first: {half}")
+            larger = run(num, extended, args.interval, scratch)
+            ratio = larger.seconds / full.seconds
+            cpu_ratio = larger.cpu_seconds / full.cpu_seconds
+            same = "same digits" if larger.sha256 == full.sha256 else "DIGITS DIFFER"
+            ratios = f"{ratio:.2f} of from scratch (CPU {cpu_ratio:.2f})"
+            print(f"{num:,} after it: {larger}   {ratios}, {same}")
+            print("  " + "; ".join(larger.notes))
+
+
+if __name__ == "__main__":
+    main()
