@@ -101,7 +101,8 @@ def test_make_run_reads_well_and_answers_other_terminals(make_run: MakeRun) -> N
     lines = make_run.terminal().splitlines()
     assert all(_PART_PREFIX.match(line) for line in lines), lines
     assert not [line for line in lines if "{" in line or "CTRL+C" in line or " error " in line]
-    assert any(re.search(rf"\| \S+ job requested  job_id={job_id} num=12$", s) for s in lines)
+    requested = rf"\| \S+ job requested  job_id={job_id} num=12 radix=10$"
+    assert any(re.search(requested, s) for s in lines)
     logs = make_run.data_dir / "logs"
     for part in ("pi-jobs", *SERVICES):
         for line in (logs / f"{part}.log").read_text().splitlines():
