@@ -208,6 +208,10 @@ def run(num: int, stack: LocalStack, data_dir: Path) -> None:
             started = time.perf_counter()
             sha256, first, last = digest_of_decimals(saved, num)
             stages.append(("unzip and SHA-256, streaming", time.perf_counter() - started))
+            started = time.perf_counter()
+            found = published_positions(client, num)
+            searched = time.perf_counter() - started
+            stages.append(("search the stored digits (OEIS A193940)", searched))
     finally:
         watch.stop()
     print()
@@ -222,6 +226,26 @@ def run(num: int, stack: LocalStack, data_dir: Path) -> None:
     print(f"decimals 1 to 10:           {first}")
     print(f"decimals {num - 9:,} to {num:,}: {last}")
     print(f"SHA-256 of the {num:,} decimals after '3.': {sha256}")
+    for query, (position, published) in found.items():
+        verdict = "the same" if position == published else "DIFFERENT"
+        print(f"first {query} at position {position:,}; OEIS A193940: {published:,}: {verdict}")
+
+
+# OEIS A193940: where 10^n first occurs in pi (the 3 is position 0, as /v1/pi/search counts):
+# positions published from computations independent of this one.
+FIRST_POWERS_OF_TEN = {"1000000": 10_359_802, "10000000": 13_310_435, "100000000": 172_330_849}
+
+
+def published_positions(client: httpx.Client, num: int) -> dict[str, tuple[int, int]]:
+    """For each published first position that the stored digits reach: (found, published)."""
+    found = {}
+    for query, published in FIRST_POWERS_OF_TEN.items():
+        if published + len(query) <= num + 1:
+            answer = client.get("/v1/pi/search", params={"q": query, "limit": 1})
+            answer.raise_for_status()
+            positions = answer.json()["positions"]
+            found[query] = (positions[0] if positions else -1, published)
+    return found
 
 
 def _stop(signum: int, _frame: object) -> None:
