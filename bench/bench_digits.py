@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.bench_billion import published_positions
 from bench.stack import running_stack
 
 SEARCH_GOAL_SECONDS = 0.200  # over 100,000,000 stored digits (the goal)
@@ -127,6 +128,9 @@ def report(client: httpx.Client, digits_file: Path, stored: int, repeat: int) ->
     searches(date, 1, "search, a date DDMMYYYY (limit 1)")
     searches(digits(6), 10, "search, 6 digits (limit 10)")
     print(f"stored positions searched: {positions:,} (the 3 and {stored:,} decimals)")
+    for query, (position, published) in published_positions(client, stored).items():
+        verdict = "the same" if position == published else "DIFFERENT"
+        print(f"first {query} at position {position:,}; OEIS A193940: {published:,}: {verdict}")
 
 
 def main() -> None:
