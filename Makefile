@@ -124,7 +124,7 @@ bench-huge: install ## a 100,000,000-digit job: time and memory of each service
 	$(BIN)/python bench/bench_engine.py --huge
 	$(BIN)/python -m bench.bench_flow --huge 100000000
 
-# One job of NUM decimals (default 1,000,000,000: about 15 minutes of both cores and 12 GiB)
+# One job of NUM decimals (default 1,000,000,000: about 30 minutes of both cores and 9 GiB)
 # through the real services: each stage's time, each service's peak memory, the digits' SHA-256.
 NUM ?= 1000000000
 bench-billion: install ## a billion-digit job end to end: time, memory, SHA-256 (NUM=...)
