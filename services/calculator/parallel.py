@@ -40,17 +40,19 @@ from services.calculator.chudnovsky import (
 )
 from services.calculator.phases import PARALLEL_PHASES, EngineProgress
 from services.calculator.resume import (
+    FinalStage,
+    Joined,
     Plan,
     discard_run,
     keep_segment,
-    load_divided,
+    load_final_stage,
     make_plan,
     note,
     note_split,
     parent_progress,
     promote_series,
     read_root,
-    save_divided,
+    save_final_stage,
     subtree_store,
 )
 from services.calculator.truncated import Truncated
@@ -185,8 +187,8 @@ def compute_parallel(
     With checkpoints, it starts from what earlier runs left: the division's result, the nodes
     of the splitting, the stored series state; and leaves checkpoints of its own as it goes."""
     decimals = num + guard
-    divided = load_divided(checkpoints, decimals)
-    plan = make_plan(decimals, checkpoints, divided is not None, parent_terms)
+    found = load_final_stage(checkpoints, decimals)
+    plan = make_plan(decimals, checkpoints, found is not None, parent_terms)
     low_len = num // 2
     ctx = mp.get_context("fork")
     conn, child_conn = ctx.Pipe()
@@ -195,7 +197,7 @@ def compute_parallel(
         plan.terms,
         decimals,
         low_len,
-        divided is not None,
+        found is not None,
         checkpoints,
         plan.series_staging,
         plan.roots,
@@ -210,17 +212,19 @@ def compute_parallel(
     child_conn.close()
     started = time.monotonic()
     try:
-        if divided is None:
+        if found is None:
             store = subtree_store(checkpoints, decimals, (plan.start, plan.mid), share=0.5)
             progress = parent_progress(decimals, plan, parent_terms, store, report)
-            scaled = _split_join_divide(conn, decimals, plan, store, progress, checkpoints)
-            save_divided(checkpoints, decimals, scaled, time.monotonic() - started)
+            found = FinalStage(_split_and_join(conn, decimals, plan, store, progress, checkpoints))
+            progress.finished("join")
+            save_final_stage(checkpoints, decimals, found, time.monotonic() - started)
         else:
-            note("resumed after the division")
+            note(f"resumed after {found.done}")
             progress = EngineProgress(
-                decimals, (plan.start, plan.mid), PARALLEL_PHASES, report, resume_after="divide"
+                decimals, (plan.start, plan.mid), PARALLEL_PHASES, report, resume_after=found.phase
             )
-            scaled, divided = divided, None
+        scaled = _divided(found, decimals, checkpoints, started)
+        del found
         truncated = truncate_checked(scaled)
         del scaled
         progress.finished("divide")
@@ -252,21 +256,33 @@ def compute_parallel(
         worker.join()
 
 
+def _divided(
+    stage: FinalStage, decimals: int, checkpoints: CheckpointConfig | None, started: float
+) -> Mpz:
+    """~floor(pi * 10^decimals): the division's result, found in a checkpoint or computed."""
+    if stage.joined is None:
+        return stage.divided
+    joined = stage.joined
+    scaled = pi_scaled(joined.numerator, joined.exponent, joined.t, decimals)
+    save_final_stage(checkpoints, decimals, FinalStage(divided=scaled), time.monotonic() - started)
+    return scaled
+
+
 def _write_digits(digits: str, out: BinaryIO) -> None:
     """The digits but the first (the 3 before the point), in pieces."""
     for start in range(1, len(digits), DIGITS_PIECE):
         out.write(digits[start : start + DIGITS_PIECE].encode("ascii"))
 
 
-def _split_join_divide(
+def _split_and_join(
     conn: Connection,
     decimals: int,
     plan: Plan,
     store: SubtreeCheckpoints | None,
     progress: EngineProgress,
     checkpoints: CheckpointConfig | None,
-) -> Mpz:
-    """The parent's side of the splitting and the join; returns ~floor(pi * 10^decimals)."""
+) -> Joined:
+    """The parent's side of the splitting and the join: what the division needs."""
     start, mid, terms = plan.start, plan.mid, plan.terms
     leaves_before = LeafCount.terms
     left = read_root(plan.roots, start, mid)
@@ -306,5 +322,4 @@ def _split_join_divide(
     del left_p, right_t
     numerator = _recv(conn)
     exponent: int = conn.recv() + q_two_exponent(0, terms) - t.exponent
-    progress.finished("join")
-    return pi_scaled(numerator, exponent, t.mantissa, decimals)
+    return Joined(numerator, exponent, t.mantissa)

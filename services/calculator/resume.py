@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gmpy2 import mpz
+
 from services.calculator.checkpoint_files import (
     UnreadableCheckpoint,
     encoded_size,
@@ -164,40 +166,91 @@ def read_root(roots: Path | None, a: int, b: int) -> Split | None:
         return None
 
 
-def _divided_path(checkpoints: CheckpointConfig, decimals: int) -> Path:
-    return run_directory(checkpoints.directory, decimals) / "divided.node"
+@dataclass(frozen=True)
+class Joined:
+    """What the division needs, once the splitting and the join are done:
+    pi * 10^decimals ~= numerator * 2^exponent / t."""
+
+    numerator: Mpz
+    exponent: int
+    t: Mpz
 
 
-def load_divided(checkpoints: CheckpointConfig | None, decimals: int) -> Mpz | None:
+@dataclass(frozen=True)
+class FinalStage:
+    """A computation's last checkpoint after its splitting: the join's result (divided None)
+    or the division's (joined None)."""
+
+    joined: Joined | None = None
+    divided: Mpz | None = None
+
+    @property
+    def phase(self) -> str:
+        """The last phase (phases.PARALLEL_PHASES) whose result it holds."""
+        return "join" if self.divided is None else "divide"
+
+    @property
+    def done(self) -> str:
+        return "the join" if self.divided is None else "the division"
+
+
+def _final_path(checkpoints: CheckpointConfig, decimals: int, phase: str) -> Path:
+    return run_directory(checkpoints.directory, decimals) / f"{phase}.node"
+
+
+def _final_key(phase: str, decimals: int) -> str:
+    return f"{phase} {decimals}"
+
+
+def load_final_stage(checkpoints: CheckpointConfig | None, decimals: int) -> FinalStage | None:
+    """The latest of the division's and the join's results an earlier run left, if readable."""
     if checkpoints is None:
         return None
-    path = _divided_path(checkpoints, decimals)
-    if not path.exists():
-        return None
-    try:
-        (scaled,) = read_numbers(path, f"divided {decimals}")
-    except (UnreadableCheckpoint, ValueError) as error:
-        note(f"checkpoint ignored: {error}")
-        return None
-    return scaled
+    for phase in ("divide", "join"):
+        path = _final_path(checkpoints, decimals, phase)
+        if not path.exists():
+            continue
+        try:
+            numbers = read_numbers(path, _final_key(phase, decimals))
+        except UnreadableCheckpoint as error:
+            note(f"checkpoint ignored: {error}")
+            continue
+        if phase == "divide" and len(numbers) == 1 and numbers[0] is not None:
+            return FinalStage(divided=numbers[0])
+        if phase == "join" and len(numbers) == 3 and None not in numbers:
+            numerator, exponent, t = numbers
+            assert exponent is not None
+            return FinalStage(Joined(numerator, int(exponent), t))
+        note(f"checkpoint ignored: {path.name}: not the {phase}'s result")
+    return None
 
 
-def save_divided(
-    checkpoints: CheckpointConfig | None, decimals: int, scaled: Mpz, seconds_so_far: float
+def save_final_stage(
+    checkpoints: CheckpointConfig | None, decimals: int, stage: FinalStage, seconds_so_far: float
 ) -> None:
-    """The division's result, for a computation that has run longer than the interval."""
+    """The join's or the division's result, for a computation that has run longer than the
+    interval; it makes every earlier checkpoint of the run redundant, so they go."""
     if checkpoints is None or seconds_so_far < checkpoints.interval_seconds:
         return
-    path = _divided_path(checkpoints, decimals)
-    in_use = sum(f.stat().st_size for f in path.parent.glob("*.node"))
-    if in_use + encoded_size([scaled]) > checkpoints.max_bytes:
+    path = _final_path(checkpoints, decimals, stage.phase)
+    joined = stage.joined
+    numbers = (
+        [stage.divided] if joined is None else [joined.numerator, mpz(joined.exponent), joined.t]
+    )
+    earlier = [f for f in path.parent.glob("*.node") if f != path]
+    in_use = sum(f.stat().st_size for f in earlier)
+    if in_use + encoded_size(numbers) > checkpoints.max_bytes:
         note(f"checkpoint skipped: over {checkpoints.max_bytes} bytes")
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_numbers(path, f"divided {decimals}", [scaled])
+        write_numbers(path, _final_key(stage.phase, decimals), numbers)
     except OSError as error:
         note(f"checkpoint not saved: {error}")
+        return
+    for redundant in earlier:
+        redundant.unlink(missing_ok=True)
+    note(f"checkpoint saved after {stage.done}")
 
 
 def discard_run(checkpoints: CheckpointConfig | None, decimals: int) -> None:

@@ -5,6 +5,8 @@ their bound and go when the computation ends.
 Digits are checked against the engine's own run from scratch (2,000,000 decimals) and against
 mpmath (the small sizes)."""
 
+import multiprocessing as mp
+import os
 import re
 import signal
 import subprocess
@@ -15,7 +17,7 @@ import mpmath
 import pytest
 from gmpy2 import mpz
 
-from services.calculator import resume
+from services.calculator import parallel, resume
 from services.calculator.checkpoint_files import (
     UnreadableCheckpoint,
     read_numbers,
@@ -142,12 +144,71 @@ def test_a_kill_after_the_splitting_resumes_without_splitting_again(
     digits, stderr = run_engine(NUM, tmp_path)
 
     assert digits == from_scratch
-    # From the division's result, or from the series state the splitting ended with.
-    resumed_after_division = "note resumed after the division" in stderr
-    assert resumed_after_division or all(
-        note["computed"] == 0 for note in split_notes(stderr).values()
-    )
+    # From the join's or the division's result, or from the series state the splitting ended
+    # with.
+    resumed_after = "note resumed after the join" in stderr or "after the division" in stderr
+    assert resumed_after or all(note["computed"] == 0 for note in split_notes(stderr).values())
     assert progress_of(stderr)[0] >= 0.6
+
+
+def kill_after(phase: str, directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the engine in a forked child and kill it with -9 the moment it has saved `phase`'s
+    result (after the join: what the division needs; after the division: its result)."""
+    save = resume.save_final_stage
+
+    def save_then_die(
+        checkpoints: CheckpointConfig | None, decimals: int, stage: resume.FinalStage, s: float
+    ) -> None:
+        save(checkpoints, decimals, stage, s)
+        if stage.phase == phase:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    monkeypatch.setattr(parallel, "save_final_stage", save_then_die)
+    config = CheckpointConfig(directory, interval_seconds=0, max_bytes=2**30)
+    child = mp.get_context("fork").Process(
+        target=pi_decimals, args=(NUM,), kwargs={"checkpoints": config}
+    )
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize(("phase", "done"), [("join", "the join"), ("divide", "the division")])
+def test_a_kill_after_the_join_or_the_division_resumes_from_its_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, from_scratch: str, phase: str, done: str
+) -> None:
+    kill_after(phase, tmp_path, monkeypatch)
+    run_dir = run_directory(tmp_path, NUM + GUARD_DIGITS)
+    # The latest result made every earlier checkpoint of the run redundant.
+    assert [path.name for path in run_dir.iterdir()] == [f"{phase}.node"]
+
+    digits, stderr = run_engine(NUM, tmp_path)
+
+    assert digits == from_scratch
+    assert f"note resumed after {done}" in stderr
+    assert split_notes(stderr) == {}  # neither process split a term
+    resumed_from = progress_of(stderr)[0]
+    assert 0.5 < resumed_from < 1.0
+    assert progress_of(stderr)[-1] == 1.0
+    assert not run_dir.exists()
+
+
+def test_a_corrupt_join_result_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, from_scratch: str
+) -> None:
+    kill_after("join", tmp_path, monkeypatch)
+    saved = run_directory(tmp_path, NUM + GUARD_DIGITS) / "join.node"
+    data = bytearray(saved.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    saved.write_bytes(bytes(data))
+
+    digits, stderr = run_engine(NUM, tmp_path)
+
+    assert digits == from_scratch
+    assert "checkpoint ignored: join.node: checksum mismatch" in stderr
+    assert "resumed after" not in stderr
+    # The join was done again from the series state the splitting left.
+    assert all(note["computed"] == 0 for note in split_notes(stderr).values())
 
 
 def test_a_corrupt_or_truncated_checkpoint_is_ignored(tmp_path: Path, from_scratch: str) -> None:
