@@ -22,7 +22,7 @@ from services.calculator.memory import (
     ensure_memory_for,
     estimate_peak_bytes,
 )
-from services.calculator.parallel import compute_parallel, parent_terms
+from services.calculator.parallel import compute_parallel, split_point
 from services.calculator.phases import PARALLEL_PHASES, SERIAL_PHASES, EngineProgress, total_cost
 
 __all__ = [
@@ -130,7 +130,7 @@ def modelled_cost(num: int) -> float:
     decimals = num + GUARD_DIGITS
     terms = terms_for_digits(decimals)
     if num >= PARALLEL_FROM_DECIMALS:
-        return total_cost(decimals, (0, parent_terms(terms)), PARALLEL_PHASES)
+        return total_cost(decimals, (0, split_point(0, terms)), PARALLEL_PHASES)
     return total_cost(decimals, (0, terms), SERIAL_PHASES)
 
 

@@ -38,7 +38,7 @@ from services.calculator.chudnovsky import (
     scaled_sqrt_10005,
     split,
 )
-from services.calculator.phases import PARALLEL_PHASES, EngineProgress
+from services.calculator.phases import PARALLEL_PHASES, EngineProgress, balanced_mid
 from services.calculator.resume import (
     FinalStage,
     Joined,
@@ -59,7 +59,7 @@ from services.calculator.truncated import Truncated
 from services.shared.runtime import die_with_parent
 
 # The worker also takes the square root, so the parent gets more than half the
-# terms; tuned so both finish the splitting together at 1M-10M decimals.
+# terms; tuned so both finish the splitting together at 1M-10M decimals (and 200M).
 PARENT_TERM_SHARE = 0.57
 
 TruncateChecked = Callable[[Mpz], Mpz | None]
@@ -168,9 +168,12 @@ def _worker_split(conn: Connection, plan: _WorkerPlan) -> None:
     del numerator
 
 
-def parent_terms(terms: int) -> int:
-    """How many of the terms the parent splits (the worker takes the rest)."""
-    return int(terms * PARENT_TERM_SHARE)
+def split_point(start: int, terms: int) -> int:
+    """Where the parent's range [start, mid) of the splitting ends and the worker's [mid, terms)
+    begins; start > 0: after a stored series state, which the parent also joins."""
+    if start == 0:
+        return int(terms * PARENT_TERM_SHARE)
+    return balanced_mid(start, terms)
 
 
 def compute_parallel(
@@ -188,7 +191,7 @@ def compute_parallel(
     of the splitting, the stored series state; and leaves checkpoints of its own as it goes."""
     decimals = num + guard
     found = load_final_stage(checkpoints, decimals)
-    plan = make_plan(decimals, checkpoints, found is not None, parent_terms)
+    plan = make_plan(decimals, checkpoints, found is not None, split_point)
     low_len = num // 2
     ctx = mp.get_context("fork")
     conn, child_conn = ctx.Pipe()
@@ -214,7 +217,7 @@ def compute_parallel(
     try:
         if found is None:
             store = subtree_store(checkpoints, decimals, (plan.start, plan.mid), share=0.5)
-            progress = parent_progress(decimals, plan, parent_terms, store, report)
+            progress = parent_progress(decimals, plan, split_point, store, report)
             found = FinalStage(_split_and_join(conn, decimals, plan, store, progress, checkpoints))
             progress.finished("join")
             save_final_stage(checkpoints, decimals, found, time.monotonic() - started)

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from itertools import accumulate
 
-from services.calculator.chudnovsky import LEAF_TERMS, precision_bits
+from services.calculator.chudnovsky import DIGITS_PER_TERM, LEAF_TERMS, precision_bits
 
 # A leaf's Python loop, per term.
 LEAF_COST_PER_TERM = 8.5e4
@@ -21,6 +21,14 @@ LEAF_COST_PER_TERM = 8.5e4
 # phases where both processes work (splitting, conversion) more than the parent's own (division).
 PARALLEL_PHASES = {"join": 2.2, "divide": 1.8, "cut": 0.8, "digits": 2.9}
 SERIAL_PHASES = {"numerator": 3.2, "divide": 2.2, "digits": 5.8}
+# The parallel engine's worker also takes sqrt(10005): in multiply_cost(precision bits), what
+# makes the parent's share 0.57 of the terms at 200,000,000 decimals (both processes were measured
+# to end their splitting together there).
+SQRT_COST = 3.7
+# A parent that starts from a stored series state of [0, start) reads it, joins its segments and
+# joins it to its own range [start, mid): measured 44 s at 100,000,000 -> 200,000,000 decimals,
+# three times join_cost(0, mid).
+STORED_JOIN_COST = 3.0
 # The splitting is reported node by node down to about this many subtrees.
 REPORTED_SUBTREES = 128
 # Smaller steps are not reported: a job's progress line per percent at most.
@@ -54,6 +62,22 @@ def subtree_cost(a: int, b: int) -> float:
         cost += nodes * multiply_cost(size * per_term)
         nodes, size = nodes * 2, size / 2
     return cost + LEAF_COST_PER_TERM * (b - a)
+
+
+def balanced_mid(start: int, terms: int) -> int:
+    """Where the parent's range [start, mid) ends, after a stored series state of [0, start), so
+    that both processes' modelled work is equal: the parent's includes joining the stored state,
+    the worker's the square root."""
+    sqrt_cost = SQRT_COST * multiply_cost(precision_bits(int(terms * DIGITS_PER_TERM)))
+    low, high = start, terms
+    while low < high:
+        mid = (low + high) // 2
+        parent = subtree_cost(start, mid) + STORED_JOIN_COST * join_cost(0, mid)
+        if parent < subtree_cost(mid, terms) + sqrt_cost:
+            low = mid + 1
+        else:
+            high = mid
+    return low
 
 
 def is_reported(a: int, b: int, min_terms: int) -> bool:

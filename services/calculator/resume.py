@@ -91,12 +91,12 @@ def make_plan(
     decimals: int,
     checkpoints: CheckpointConfig | None,
     after_division: bool,
-    parent_terms: Callable[[int], int],
+    split_point: Callable[[int, int], int],
 ) -> Plan:
-    """parent_terms: how many of so many terms the parent splits (parallel.parent_terms)."""
+    """split_point(start, terms): where the parent's range ends (parallel.split_point)."""
     needed = terms_for_digits(decimals)
     if checkpoints is None or after_division:
-        return Plan(0, parent_terms(needed), needed, None, None)
+        return Plan(0, split_point(0, needed), needed, None, None)
     states = SeriesStates(checkpoints.directory, note)
     stored = states.usable(needed)
     if stored is not None and stored.terms >= needed and len(stored.segments) == 2:
@@ -111,13 +111,13 @@ def make_plan(
         and terms > states.largest_terms()
     )
     staging = states.staging(terms) if keep else None
-    return Plan(start, start + parent_terms(terms - start), terms, stored, staging)
+    return Plan(start, split_point(start, terms), terms, stored, staging)
 
 
 def parent_progress(
     decimals: int,
     plan: Plan,
-    parent_terms: Callable[[int], int],
+    split_point: Callable[[int, int], int],
     store: SubtreeCheckpoints | None,
     report: Callable[[float], None],
 ) -> EngineProgress:
@@ -129,7 +129,7 @@ def parent_progress(
         found = store.found_cost(plan.start, plan.mid, lambda a, b: split_cost(a, b, min_terms))
     stored_cost = 0.0
     if plan.start:
-        stored_mid = parent_terms(plan.start)
+        stored_mid = split_point(0, plan.start)
         stored_cost = split_cost(0, stored_mid, min_terms_for(0, stored_mid))
     return EngineProgress(
         decimals,

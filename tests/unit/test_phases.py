@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from services.calculator.chudnovsky import LEAF_TERMS, terms_for_digits
-from services.calculator.parallel import parent_terms
+from services.calculator.parallel import split_point
 from services.calculator.phases import (
     LEAF_COST_PER_TERM,
     PARALLEL_PHASES,
@@ -74,8 +74,20 @@ def test_the_phases_after_the_splitting_weigh_what_they_were_measured_to(decimal
     # Measured on this machine (CPU time, 1M to 30M decimals): the splitting about 60% of the
     # parent's time, each later phase 4% to 14%.
     costs = dict(
-        phase_costs(decimals, (0, parent_terms(terms_for_digits(decimals))), PARALLEL_PHASES)
+        phase_costs(decimals, (0, split_point(0, terms_for_digits(decimals))), PARALLEL_PHASES)
     )
     total = sum(costs.values())
     assert 0.5 < costs["split"] / total < 0.72
     assert all(0.03 < costs[phase] / total < 0.16 for phase in PARALLEL_PHASES)
+
+
+def test_after_a_stored_series_state_the_worker_takes_more_of_the_new_terms() -> None:
+    # The parent joins the stored state besides splitting: from 100,000,000 to 200,000,000
+    # decimals it took 0.57 of the new terms and ended its splitting 30 s after the worker.
+    stored, terms = terms_for_digits(100_000_016), terms_for_digits(200_000_016)
+    share = (split_point(stored, terms) - stored) / (terms - stored)
+    assert 0.3 < share < 0.5
+    # The larger the stored state, the less the parent splits; nothing past a few new terms.
+    nearly_all = terms_for_digits(195_000_016)
+    assert split_point(nearly_all, terms) - nearly_all < 0.2 * (terms - nearly_all)
+    assert stored <= split_point(stored, stored + 1) <= stored + 1
