@@ -46,6 +46,7 @@ from services.calculator.resume import (
     discard_run,
     keep_segment,
     load_final_stage,
+    load_sqrt,
     make_plan,
     note,
     note_split,
@@ -53,6 +54,7 @@ from services.calculator.resume import (
     promote_series,
     read_root,
     save_final_stage,
+    save_sqrt,
     subtree_store,
 )
 from services.calculator.truncated import Truncated
@@ -140,7 +142,11 @@ def _worker_main(conn: Connection, parent_pid: int, plan: _WorkerPlan) -> None:
 def _worker_split(conn: Connection, plan: _WorkerPlan) -> None:
     decimals, mid, terms = plan.decimals, plan.mid, plan.terms
     bits = working_bits(decimals)
-    sqrt_scaled = scaled_sqrt_10005(decimals)
+    started = time.monotonic()
+    sqrt_scaled = load_sqrt(plan.checkpoints, decimals)
+    if sqrt_scaled is None:
+        sqrt_scaled = scaled_sqrt_10005(decimals)
+        save_sqrt(plan.checkpoints, decimals, sqrt_scaled, time.monotonic() - started)
     store = subtree_store(plan.checkpoints, decimals, (mid, terms), share=0.5)
     leaves_before = LeafCount.terms
     right = read_root(plan.roots, mid, terms)
@@ -219,8 +225,8 @@ def compute_parallel(
             store = subtree_store(checkpoints, decimals, (plan.start, plan.mid), share=0.5)
             progress = parent_progress(decimals, plan, split_point, store, report)
             found = FinalStage(_split_and_join(conn, decimals, plan, store, progress, checkpoints))
-            progress.finished("join")
             save_final_stage(checkpoints, decimals, found, time.monotonic() - started)
+            progress.finished("join")  # reported once saved, as every phase
         else:
             note(f"resumed after {found.done}")
             progress = EngineProgress(

@@ -150,8 +150,8 @@ def keep_segment(
 
 def promote_series(checkpoints: CheckpointConfig, staging: Path, terms: int, decimals: int) -> None:
     SeriesStates(checkpoints.directory, note).promote(staging, terms)
-    # The series state holds what the nodes of this run held.
-    for node_file in run_directory(checkpoints.directory, decimals).glob("*.node"):
+    # The series state holds what the nodes of this run held (not the square root).
+    for node_file in run_directory(checkpoints.directory, decimals).glob("*-*.node"):
         node_file.unlink(missing_ok=True)
 
 
@@ -194,63 +194,91 @@ class FinalStage:
         return "the join" if self.divided is None else "the division"
 
 
-def _final_path(checkpoints: CheckpointConfig, decimals: int, phase: str) -> Path:
-    return run_directory(checkpoints.directory, decimals) / f"{phase}.node"
+def _load_result(
+    checkpoints: CheckpointConfig | None, decimals: int, name: str, count: int
+) -> list[Mpz] | None:
+    """The `count` numbers of the result `name` an earlier run saved, if readable."""
+    if checkpoints is None:
+        return None
+    path = run_directory(checkpoints.directory, decimals) / f"{name}.node"
+    if not path.exists():
+        return None
+    try:
+        numbers = read_numbers(path, f"{name} {decimals}")
+    except UnreadableCheckpoint as error:
+        note(f"checkpoint ignored: {error}")
+        return None
+    if len(numbers) != count or None in numbers:
+        note(f"checkpoint ignored: {path.name}: not the {name}'s result")
+        return None
+    return numbers
 
 
-def _final_key(phase: str, decimals: int) -> str:
-    return f"{phase} {decimals}"
+def _save_result(
+    checkpoints: CheckpointConfig | None,
+    decimals: int,
+    name: str,
+    numbers: list[Mpz],
+    seconds_so_far: float,
+    replaces_earlier: bool,
+) -> bool:
+    """Save a result, for a computation that has run longer than the interval; with
+    replaces_earlier, every other checkpoint of the run is redundant then, and goes."""
+    if checkpoints is None or seconds_so_far < checkpoints.interval_seconds:
+        return False
+    path = run_directory(checkpoints.directory, decimals) / f"{name}.node"
+    others = [f for f in path.parent.glob("*.node") if f != path]
+    if sum(f.stat().st_size for f in others) + encoded_size(numbers) > checkpoints.max_bytes:
+        note(f"checkpoint skipped: over {checkpoints.max_bytes} bytes")
+        return False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_numbers(path, f"{name} {decimals}", numbers)
+    except OSError as error:
+        note(f"checkpoint not saved: {error}")
+        return False
+    for redundant in others if replaces_earlier else []:
+        redundant.unlink(missing_ok=True)
+    return True
 
 
 def load_final_stage(checkpoints: CheckpointConfig | None, decimals: int) -> FinalStage | None:
     """The latest of the division's and the join's results an earlier run left, if readable."""
-    if checkpoints is None:
-        return None
-    for phase in ("divide", "join"):
-        path = _final_path(checkpoints, decimals, phase)
-        if not path.exists():
-            continue
-        try:
-            numbers = read_numbers(path, _final_key(phase, decimals))
-        except UnreadableCheckpoint as error:
-            note(f"checkpoint ignored: {error}")
-            continue
-        if phase == "divide" and len(numbers) == 1 and numbers[0] is not None:
-            return FinalStage(divided=numbers[0])
-        if phase == "join" and len(numbers) == 3 and None not in numbers:
-            numerator, exponent, t = numbers
-            assert exponent is not None
-            return FinalStage(Joined(numerator, int(exponent), t))
-        note(f"checkpoint ignored: {path.name}: not the {phase}'s result")
+    if (divided := _load_result(checkpoints, decimals, "divide", 1)) is not None:
+        return FinalStage(divided=divided[0])
+    if (joined := _load_result(checkpoints, decimals, "join", 3)) is not None:
+        numerator, exponent, t = joined
+        return FinalStage(Joined(numerator, int(exponent), t))
     return None
 
 
 def save_final_stage(
     checkpoints: CheckpointConfig | None, decimals: int, stage: FinalStage, seconds_so_far: float
 ) -> None:
-    """The join's or the division's result, for a computation that has run longer than the
-    interval; it makes every earlier checkpoint of the run redundant, so they go."""
-    if checkpoints is None or seconds_so_far < checkpoints.interval_seconds:
-        return
-    path = _final_path(checkpoints, decimals, stage.phase)
+    """The join's or the division's result: every earlier checkpoint of the run is redundant."""
     joined = stage.joined
     numbers = (
         [stage.divided] if joined is None else [joined.numerator, mpz(joined.exponent), joined.t]
     )
-    earlier = [f for f in path.parent.glob("*.node") if f != path]
-    in_use = sum(f.stat().st_size for f in earlier)
-    if in_use + encoded_size(numbers) > checkpoints.max_bytes:
-        note(f"checkpoint skipped: over {checkpoints.max_bytes} bytes")
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_numbers(path, _final_key(stage.phase, decimals), numbers)
-    except OSError as error:
-        note(f"checkpoint not saved: {error}")
-        return
-    for redundant in earlier:
-        redundant.unlink(missing_ok=True)
-    note(f"checkpoint saved after {stage.done}")
+    if _save_result(checkpoints, decimals, stage.phase, numbers, seconds_so_far, True):
+        note(f"checkpoint saved after {stage.done}")
+
+
+def load_sqrt(checkpoints: CheckpointConfig | None, decimals: int) -> Mpz | None:
+    """The worker's floor(sqrt(10005) * 10^decimals), if an earlier run saved it."""
+    found = _load_result(checkpoints, decimals, "sqrt", 1)
+    if found is None:
+        return None
+    note("square root loaded")
+    return found[0]
+
+
+def save_sqrt(
+    checkpoints: CheckpointConfig | None, decimals: int, root: Mpz, seconds_so_far: float
+) -> None:
+    """Kept until the join is done: a run resumed before then need not take it again (30 s
+    of the worker's time at 200,000,000 decimals)."""
+    _save_result(checkpoints, decimals, "sqrt", [root], seconds_so_far, False)
 
 
 def discard_run(checkpoints: CheckpointConfig | None, decimals: int) -> None:

@@ -151,19 +151,28 @@ def test_a_kill_after_the_splitting_resumes_without_splitting_again(
     assert progress_of(stderr)[0] >= 0.6
 
 
-def kill_after(phase: str, directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run the engine in a forked child and kill it with -9 the moment it has saved `phase`'s
-    result (after the join: what the division needs; after the division: its result)."""
-    save = resume.save_final_stage
+def kill_after(name: str, directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the engine in a forked child and kill it with -9 the moment it has saved the result
+    `name`: "sqrt" (the worker's square root), "join" (what the division needs) or "divide"."""
+    save_sqrt, save_final_stage = resume.save_sqrt, resume.save_final_stage
 
-    def save_then_die(
+    def sqrt_then_die(
+        checkpoints: CheckpointConfig | None, decimals: int, root: object, s: float
+    ) -> None:
+        save_sqrt(checkpoints, decimals, root, s)
+        os.kill(os.getppid(), signal.SIGKILL)  # the worker saves it: the engine is its parent
+
+    def final_stage_then_die(
         checkpoints: CheckpointConfig | None, decimals: int, stage: resume.FinalStage, s: float
     ) -> None:
-        save(checkpoints, decimals, stage, s)
-        if stage.phase == phase:
+        save_final_stage(checkpoints, decimals, stage, s)
+        if stage.phase == name:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    monkeypatch.setattr(parallel, "save_final_stage", save_then_die)
+    if name == "sqrt":
+        monkeypatch.setattr(parallel, "save_sqrt", sqrt_then_die)
+    else:
+        monkeypatch.setattr(parallel, "save_final_stage", final_stage_then_die)
     config = CheckpointConfig(directory, interval_seconds=0, max_bytes=2**30)
     child = mp.get_context("fork").Process(
         target=pi_decimals, args=(NUM,), kwargs={"checkpoints": config}
@@ -171,6 +180,18 @@ def kill_after(phase: str, directory: Path, monkeypatch: pytest.MonkeyPatch) -> 
     child.start()
     child.join(timeout=120)
     assert child.exitcode == -signal.SIGKILL
+
+
+def test_a_kill_after_the_square_root_resumes_without_taking_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, from_scratch: str
+) -> None:
+    kill_after("sqrt", tmp_path, monkeypatch)
+    assert (run_directory(tmp_path, NUM + GUARD_DIGITS) / "sqrt.node").exists()
+
+    digits, stderr = run_engine(NUM, tmp_path)
+
+    assert digits == from_scratch
+    assert "note square root loaded" in stderr
 
 
 @pytest.mark.parametrize(("phase", "done"), [("join", "the join"), ("divide", "the division")])
