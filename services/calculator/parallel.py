@@ -144,14 +144,17 @@ def _worker_split(conn: Connection, plan: _WorkerPlan) -> None:
     bits = working_bits(decimals)
     started = time.monotonic()
     sqrt_scaled = load_sqrt(plan.checkpoints, decimals)
+    sqrt_saved = sqrt_scaled is not None
     if sqrt_scaled is None:
         sqrt_scaled = scaled_sqrt_10005(decimals)
-        save_sqrt(plan.checkpoints, decimals, sqrt_scaled, time.monotonic() - started)
+        sqrt_saved = save_sqrt(plan.checkpoints, decimals, sqrt_scaled, time.monotonic() - started)
     store = subtree_store(plan.checkpoints, decimals, (mid, terms), share=0.5)
     leaves_before = LeafCount.terms
     right = read_root(plan.roots, mid, terms)
     if right is None:
         right = split(mid, terms, need_p=plan.series_staging is not None, store=store)
+    if not sqrt_saved:  # not saved when taken, as the computation was short then
+        save_sqrt(plan.checkpoints, decimals, sqrt_scaled, time.monotonic() - started)
     if plan.series_staging is not None:
         assert plan.checkpoints is not None
         keep_segment(plan.checkpoints, plan.series_staging, mid, terms, right)
