@@ -8,11 +8,12 @@ Every run is `pi-digits N --checkpoint-dir DIR` in a fresh process, as the calcu
 0. without checkpoints (plain `pi-digits N`): what saving checkpoints and the series state costs;
 1. uninterrupted, in an empty directory: the time every other figure is a ratio of;
 2. in another empty directory, killed with SIGKILL (the engine's worker dies with it, as both
-   die with a calculator killed with -9) at --kill-at of the uninterrupted run's time, then run
+   die with a calculator killed with -9) at --kill-at of its estimated time, then run
    again in that directory: the resumed run's time beside the uninterrupted one's (issue 12's
    goal: at most 35% at 80% of a 200,000,000-digit job); for each --kill-at given;
 3. in a third, N/2 decimals, then N: the larger run, starting from the smaller one's series
-   state, beside the uninterrupted run from scratch.
+   state, beside the uninterrupted run from scratch and a second one from scratch run after it
+   (the host's speed drifts: the two bracket it).
 The machine is shared: ratios within one run are what to compare.
 """
 
@@ -72,27 +73,47 @@ def run(num: int, directory: Path | None, interval: float, scratch: Path) -> Run
     return Run(seconds, cpu_seconds, digest.hexdigest(), notes, progress[0] if progress else 0.0)
 
 
-def kill_after(
-    num: int, directory: Path, interval: float, seconds: float, scratch: Path
+def kill_at(
+    num: int, directory: Path, interval: float, fraction: float, scratch: Path
 ) -> tuple[float, str]:
-    """Start a run and SIGKILL it after `seconds`; returns its seconds and last progress line.
-    (By time, not by reported progress: progress is reported as phases end, so a kill at the
-    first report past a fraction would always land just after a phase's checkpoint.)"""
+    """Start a run and SIGKILL it at `fraction` of its own estimated duration; returns its
+    seconds and last progress line.
+
+    The engine's progress is modelled in proportion to time, so elapsed / progress at each
+    report estimates the run's total (as the service's ETA does). Not at the first report past
+    the fraction: reports come as phases end, so that would always land just after a phase's
+    checkpoint; nor at a fraction of another run's time: on this shared host runs of the same
+    job differ by a third, which moves such a kill by a whole phase."""
     errors = scratch / "killed.txt"
     start = time.perf_counter()
     with errors.open("wb") as err:
         engine = subprocess.Popen(
             command(num, directory, interval), stdout=subprocess.DEVNULL, stderr=err
         )
+    reported: list[str] = []
+    estimated_total = float("inf")
     try:
-        engine.wait(timeout=seconds)
-    except subprocess.TimeoutExpired:
+        while engine.poll() is None:
+            lines = [line for line in errors.read_text().splitlines() if line[:8] == "progress"]
+            if len(lines) > len(reported):
+                reported = lines
+                progress = float(lines[-1].split()[1])
+                if progress >= 0.05:
+                    estimated_total = (time.perf_counter() - start) / progress
+            if time.perf_counter() - start >= fraction * estimated_total:
+                break
+            time.sleep(0.05)
+    finally:
         engine.send_signal(signal.SIGKILL)
         engine.wait()
     if engine.returncode != -signal.SIGKILL:
-        raise SystemExit(f"the run ended ({engine.returncode}) within {seconds:.0f} s")
-    reported = [line for line in errors.read_text().splitlines() if line[:8] == "progress"]
+        raise SystemExit(f"the run ended ({engine.returncode}) before {fraction:.0%} of its time")
     return time.perf_counter() - start, reported[-1] if reported else "no progress"
+
+
+def ratios(run: Run, reference: Run) -> str:
+    wall, cpu = run.seconds / reference.seconds, run.cpu_seconds / reference.cpu_seconds
+    return f"{wall:.2f} of (CPU {cpu:.2f})"
 
 
 def directory_bytes(directory: Path) -> int:
@@ -106,7 +127,7 @@ def main() -> None:
         "--kill-at",
         type=lambda text: [float(f) for f in text.split(",")],
         default=[0.8],
-        help="when to kill, as fractions of the uninterrupted run's time, comma-separated",
+        help="when to kill, as fractions of the run's estimated time, comma-separated",
     )
     parser.add_argument("--interval", type=float, default=20.0)
     parser.add_argument("--no-extend", action="store_true")
@@ -122,25 +143,19 @@ def main() -> None:
         print(f"without checkpoints: {plain}")
         full = run(num, base / "uninterrupted", args.interval, scratch)
         stored = directory_bytes(base / "uninterrupted")
-        ratio, cpu_ratio = full.seconds / plain.seconds, full.cpu_seconds / plain.cpu_seconds
         same = "same digits" if full.sha256 == plain.sha256 else "DIGITS DIFFER"
-        print(f"uninterrupted: {full}   {ratio:.2f} of without (CPU {cpu_ratio:.2f}), {same}")
+        print(f"uninterrupted: {full}   {ratios(full, plain)} without, {same}")
         print(f"  sha256 {full.sha256}; series state kept: {stored / 2**20:,.0f} MiB")
         shutil.rmtree(base / "uninterrupted")
 
         for fraction in args.kill_at:
             crashed = base / "crashed"
-            at = fraction * full.seconds
-            seconds, last = kill_after(num, crashed, args.interval, at, scratch)
+            seconds, last = kill_at(num, crashed, args.interval, fraction, scratch)
             saved = directory_bytes(crashed) / 2**20
             print(f"killed -9 after {seconds:.1f} s ({last}), {saved:,.0f} MiB saved")
             resumed = run(num, crashed, args.interval, scratch)
-            ratio = resumed.seconds / full.seconds
-            cpu_ratio = resumed.cpu_seconds / full.cpu_seconds
             same = "same digits" if resumed.sha256 == full.sha256 else "DIGITS DIFFER"
-            print(
-                f"resumed: {resumed}   {ratio:.2f} of uninterrupted (CPU {cpu_ratio:.2f}), {same}"
-            )
+            print(f"resumed: {resumed}   {ratios(resumed, full)} uninterrupted, {same}")
             print(f"  first progress {resumed.first_progress:.2f}; " + "; ".join(resumed.notes))
             shutil.rmtree(crashed)
 
@@ -149,12 +164,11 @@ def main() -> None:
             half = run(num // 2, extended, args.interval, scratch)
             print(f"{num // 2:,} decimals first: {half}")
             larger = run(num, extended, args.interval, scratch)
-            ratio = larger.seconds / full.seconds
-            cpu_ratio = larger.cpu_seconds / full.cpu_seconds
             same = "same digits" if larger.sha256 == full.sha256 else "DIGITS DIFFER"
-            ratios = f"{ratio:.2f} of from scratch (CPU {cpu_ratio:.2f})"
-            print(f"{num:,} after it: {larger}   {ratios}, {same}")
+            print(f"{num:,} after it: {larger}   {ratios(larger, full)} the first, {same}")
             print("  " + "; ".join(larger.notes))
+            again = run(num, base / "scratch-again", args.interval, scratch)
+            print(f"from scratch again: {again}   the extension {ratios(larger, again)} it")
 
 
 if __name__ == "__main__":

@@ -130,6 +130,9 @@ class SubtreeCheckpoints:
         self.loaded_terms = 0
         self.saved_nodes = 0
         self._bound_noted = False
+        # Saved with the first nodes: what the process took before its splitting (the
+        # worker's square root), if that was too soon to save.
+        self.save_first: Callable[[], object] | None = None
 
     def _path(self, a: int, b: int) -> Path:
         return self._dir / node_name(a, b)
@@ -168,6 +171,9 @@ class SubtreeCheckpoints:
             self._save_frontier(a, b, node)
 
     def _save_frontier(self, a: int, b: int, node: Split) -> None:
+        if self.save_first is not None:
+            self.save_first()
+            self.save_first = None
         unsaved = [(r, n) for r, n in self._frontier.items() if r not in self._saved]
         for (low, high), split in [*unsaved, ((a, b), node)]:
             size = encoded_size(split)

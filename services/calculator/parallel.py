@@ -149,12 +149,15 @@ def _worker_split(conn: Connection, plan: _WorkerPlan) -> None:
         sqrt_scaled = scaled_sqrt_10005(decimals)
         sqrt_saved = save_sqrt(plan.checkpoints, decimals, sqrt_scaled, time.monotonic() - started)
     store = subtree_store(plan.checkpoints, decimals, (mid, terms), share=0.5)
+    if store is not None and not sqrt_saved:  # taken too soon: saved with the first nodes
+        root, checkpoints = sqrt_scaled, plan.checkpoints
+        store.save_first = lambda: save_sqrt(
+            checkpoints, decimals, root, time.monotonic() - started
+        )
     leaves_before = LeafCount.terms
     right = read_root(plan.roots, mid, terms)
     if right is None:
         right = split(mid, terms, need_p=plan.series_staging is not None, store=store)
-    if not sqrt_saved:  # not saved when taken, as the computation was short then
-        save_sqrt(plan.checkpoints, decimals, sqrt_scaled, time.monotonic() - started)
     if plan.series_staging is not None:
         assert plan.checkpoints is not None
         keep_segment(plan.checkpoints, plan.series_staging, mid, terms, right)

@@ -356,6 +356,16 @@ def test_a_resumed_split_loads_instead_of_computing(tmp_path: Path) -> None:
     assert LeafCount.terms == before and second.loaded_terms == 30_000
 
 
+def test_what_was_too_soon_to_save_is_saved_with_the_first_nodes(tmp_path: Path) -> None:
+    config = CheckpointConfig(tmp_path, interval_seconds=0.0, max_bytes=2**30)
+    store = SubtreeCheckpoints(tmp_path, (0, 30_000), 400, config, 2**30, print)
+    nodes_on_disk_when_called: list[int] = []
+    store.save_first = lambda: nodes_on_disk_when_called.append(len(list(tmp_path.iterdir())))
+    split(0, 30_000, store=store)
+    assert store.saved_nodes > 1
+    assert nodes_on_disk_when_called == [0]  # once, with the first save
+
+
 def test_discarding_a_computation_leaves_others_and_the_series_state(tmp_path: Path) -> None:
     for name in ("pi-1000016", "pi-1000032", "pi-2000016", "series-70000"):
         (tmp_path / name).mkdir()
