@@ -119,8 +119,9 @@ class _WorkerPlan:
     terms: int
     decimals: int
     low_len: int
-    # The division's result was found in a checkpoint: only the conversion is left to do.
-    after_division: bool
+    # The join's or the division's result was found in a checkpoint: the worker has only its
+    # half of the conversion left to do.
+    after_splitting: bool
     checkpoints: CheckpointConfig | None
     # Where the worker writes its segment of the series state (with P), if it is kept.
     series_staging: Path | None
@@ -130,7 +131,7 @@ class _WorkerPlan:
 
 def _worker_main(conn: Connection, parent_pid: int, plan: _WorkerPlan) -> None:
     _detach_from_parent_signals(parent_pid)
-    if not plan.after_division:
+    if not plan.after_splitting:
         _worker_split(conn, plan)
     low = _recv(conn)
     low_digits: str = low.digits()
@@ -199,8 +200,9 @@ def compute_parallel(
     """Writes the decimals of pi with one helper process; False (nothing written) if the guard
     digits were ambiguous.
 
-    With checkpoints, it starts from what earlier runs left: the division's result, the nodes
-    of the splitting, the stored series state; and leaves checkpoints of its own as it goes."""
+    With checkpoints, it starts from what earlier runs left: the division's or the join's result,
+    the nodes of the splitting and the square root, the stored series state; and leaves
+    checkpoints of its own as it goes."""
     decimals = num + guard
     found = load_final_stage(checkpoints, decimals)
     plan = make_plan(decimals, checkpoints, found is not None, split_point)

@@ -2,8 +2,9 @@
 
 The plan: which terms each process splits, given the stored series state (a computation for more
 terms splits only the new ones; one for as many reads its two processes' splits as they were
-left). The checkpoints of the splitting itself are in checkpoints.py; here are the division's
-result and the notes the engine writes on stderr for the calculator's log and for tests.
+left). The checkpoints of the splitting itself are in checkpoints.py; here are the results
+after it (the worker's square root, the join's, the division's) and the notes the engine writes
+on stderr for the calculator's log and for tests.
 """
 
 import shutil
@@ -90,12 +91,12 @@ class Plan:
 def make_plan(
     decimals: int,
     checkpoints: CheckpointConfig | None,
-    after_division: bool,
+    after_splitting: bool,
     split_point: Callable[[int, int], int],
 ) -> Plan:
     """split_point(start, terms): where the parent's range ends (parallel.split_point)."""
     needed = terms_for_digits(decimals)
-    if checkpoints is None or after_division:
+    if checkpoints is None or after_splitting:
         return Plan(0, split_point(0, needed), needed, None, None)
     states = SeriesStates(checkpoints.directory, note)
     stored = states.usable(needed)
