@@ -35,6 +35,16 @@ def encoded_size(numbers: Sequence[Mpz | None]) -> int:
     return sum(8 + (0 if n is None else n.bit_length() // 8 + 8) for n in numbers) + 256
 
 
+def bytes_on_disk(paths: Sequence[Path]) -> int:
+    """The bytes the files take now; one that the run's other process has replaced or
+    removed since it was listed counts as none."""
+    total = 0
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            total += path.stat().st_size
+    return total
+
+
 def write_numbers(path: Path, key: str, numbers: Sequence[Mpz | None]) -> int:
     """Write atomically; returns the file's size."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -17,6 +17,7 @@ from gmpy2 import mpz
 
 from services.calculator.checkpoint_files import (
     UnreadableCheckpoint,
+    bytes_on_disk,
     encoded_size,
     read_numbers,
     write_numbers,
@@ -228,8 +229,9 @@ def _save_result(
     if checkpoints is None or seconds_so_far < checkpoints.interval_seconds:
         return False
     path = run_directory(checkpoints.directory, decimals) / f"{name}.node"
+    # The worker saves its square root while the parent saves and replaces nodes.
     others = [f for f in path.parent.glob("*.node") if f != path]
-    if sum(f.stat().st_size for f in others) + encoded_size(numbers) > checkpoints.max_bytes:
+    if bytes_on_disk(others) + encoded_size(numbers) > checkpoints.max_bytes:
         note(f"checkpoint skipped: over {checkpoints.max_bytes} bytes")
         return False
     try:

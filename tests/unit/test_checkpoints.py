@@ -20,6 +20,7 @@ from gmpy2 import mpz
 from services.calculator import parallel, resume
 from services.calculator.checkpoint_files import (
     UnreadableCheckpoint,
+    bytes_on_disk,
     read_numbers,
     write_numbers,
 )
@@ -318,6 +319,14 @@ def test_checkpoint_files_are_checked_when_read(tmp_path: Path) -> None:
         read_numbers(path, "node 1 2")
     with pytest.raises(UnreadableCheckpoint):
         read_numbers(tmp_path / "missing.node", "node 1 2")
+
+
+def test_a_file_the_other_process_replaced_meanwhile_counts_as_no_bytes(tmp_path: Path) -> None:
+    # The worker counts the run's files for the bound while the parent replaces nodes by
+    # their parent node: a listed file may be gone when its size is asked.
+    kept = tmp_path / "0-10.node"
+    kept.write_bytes(b"x" * 100)
+    assert bytes_on_disk([kept, tmp_path / "10-20.node"]) == 100
 
 
 class MeasuredCheckpoints(SubtreeCheckpoints):
