@@ -27,10 +27,13 @@ def _requested(job: JobView | None, event: JobRequested) -> JobView | None:
 
 
 def _started(job: JobView, event: JobStarted) -> dict[str, object]:
-    # Also a restart after a calculator died: progress begins again.
+    # Also a restart after a calculator died. Its engine may resume from checkpoints, so the
+    # progress shown stays where it was until the new run reports where it stands (which can
+    # be less: work done after the last checkpoint, or none on a host without them).
     at = event.occurred_at
+    progress = job.progress if job.status == "in_progress" else 0.0
     return {"status": "in_progress", "started_at": at, "worker": event.worker,
-            "progress": 0.0, "eta_seconds": None, "progress_at": at}  # fmt: skip
+            "progress": progress, "eta_seconds": None, "progress_at": at}  # fmt: skip
 
 
 def _progressed(job: JobView, event: JobProgressed) -> dict[str, object]:

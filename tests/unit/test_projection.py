@@ -2,7 +2,15 @@ from datetime import UTC, datetime, timedelta
 
 from services.projector.handler import LogRecord, decode_batch
 from services.projector.projection import fold
-from services.shared.events import JobCompleted, JobFailed, JobRequested, JobStarted, encode
+from services.shared.events import (
+    JobCompleted,
+    JobEvent,
+    JobFailed,
+    JobProgressed,
+    JobRequested,
+    JobStarted,
+    encode,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -44,6 +52,29 @@ def test_a_finished_job_never_moves_back() -> None:
     assert job is not None and job.status == "complete" and job.finished_at == at(2)
     job = fold([requested, failed, completed])
     assert job is not None and job.status == "failed" and job.error == "boom"
+
+
+def test_a_restarted_job_shows_its_progress_until_the_new_run_reports() -> None:
+    def progressed(progress: float, seconds: float) -> JobProgressed:
+        return JobProgressed(job_id="j1", progress=progress, eta_seconds=9, occurred_at=at(seconds))
+
+    restarted = JobStarted(job_id="j1", worker="w2", occurred_at=at(10))
+    before_the_crash: list[JobEvent] = [requested, started, progressed(0.6, 5)]
+
+    job = fold([*before_the_crash, restarted])
+    assert job is not None
+    assert (job.status, job.worker, job.progress, job.eta_seconds) == (
+        "in_progress",
+        "w2",
+        0.6,
+        None,
+    )
+    # The resumed run reports where its checkpoints left it; the dead run's late report is stale.
+    job = fold([*before_the_crash, restarted, progressed(0.55, 12), progressed(0.7, 8)])
+    assert job is not None and (job.progress, job.eta_seconds) == (0.55, 9)
+    # A first start begins at zero, whatever a queued job held.
+    job = fold([requested, started])
+    assert job is not None and (job.progress, job.eta_seconds) == (0.0, None)
 
 
 def test_events_of_a_job_never_requested_are_ignored() -> None:
